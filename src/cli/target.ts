@@ -1,0 +1,85 @@
+// Where a command runs: LevelDB allows one process per store, so while
+// `dipd serve` holds the data folder, commands go to it over the loopback
+// local API (token in DIR/daemon.json); otherwise they open the folder
+// themselves.
+import { request } from 'undici'
+import { DipError, isDipCode, type DipCode } from '../errors.js'
+import { readDaemonInfo, type DaemonInfo } from '../data-dir.js'
+import { openNode } from '../daemon.js'
+import type { DipNode, LocalFilter } from '../node.js'
+import type { PullProgress, PullSummary } from '../sync/pull.js'
+
+export class LocalApi {
+  readonly #info: DaemonInfo
+
+  constructor(info: DaemonInfo) {
+    this.#info = info
+  }
+
+  async #send(method: 'GET' | 'POST', path: string, body?: unknown) {
+    try {
+      return await request(this.#info.url + path, {
+        method,
+        headers: { authorization: `Bearer ${this.#info.token}`, 'content-type': 'application/json' },
+        ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+      })
+    } catch (cause) {
+      throw new DipError('DIP_DATA_LOCKED', `the daemon at ${this.#info.url} does not answer`, { cause })
+    }
+  }
+
+  async json<T>(method: 'GET' | 'POST', path: string, body?: unknown): Promise<T> {
+    const res = await this.#send(method, path, body)
+    const j = (await res.body.json().catch(() => ({}))) as { error?: { code: string; message: string; peerCode?: string } }
+    if (res.statusCode !== 200 || j.error) throw toError(j.error)
+    return j as T
+  }
+
+  async pull(from: string, filter: LocalFilter, onProgress: (p: PullProgress) => void): Promise<PullSummary> {
+    const res = await this.#send('POST', '/api/local/pull', { from, filter })
+    if (res.statusCode !== 200) {
+      const j = (await res.body.json().catch(() => ({}))) as { error?: { code: string; message: string } }
+      throw toError(j.error)
+    }
+    let buf = ''
+    for await (const chunk of res.body) {
+      buf += chunk.toString()
+      let nl: number
+      while ((nl = buf.indexOf('\n')) !== -1) {
+        const line = JSON.parse(buf.slice(0, nl)) as { progress?: PullProgress; summary?: PullSummary; error?: { code: string; message: string; peerCode?: string } }
+        buf = buf.slice(nl + 1)
+        if (line.progress) onProgress(line.progress)
+        if (line.summary) return line.summary
+        if (line.error) throw toError(line.error)
+      }
+    }
+    throw new DipError('DIP_DATA_LOCKED', 'the daemon ended the pull without a summary')
+  }
+}
+
+function toError(e: { code: string; message: string; peerCode?: string } | undefined): DipError {
+  const code: DipCode = e && isDipCode(e.code) ? e.code : 'DIP_INTERNAL'
+  return new DipError(code, e?.message ?? 'the daemon answered an error', e?.peerCode ? { peerCode: e.peerCode } : {})
+}
+
+async function daemonAlive(info: DaemonInfo): Promise<boolean> {
+  try {
+    const res = await request(info.url + '/.well-known/dip.json', { method: 'GET', headersTimeout: 2000, bodyTimeout: 2000 })
+    await res.body.dump()
+    return true
+  } catch {
+    return false
+  }
+}
+
+/** Runs an operation in the daemon that holds `dir`, or on the folder directly. */
+export async function withNode<T>(dir: string, how: { local: (node: DipNode) => Promise<T>; remote: (api: LocalApi) => Promise<T> }): Promise<T> {
+  const info = await readDaemonInfo(dir)
+  if (info && (await daemonAlive(info))) return how.remote(new LocalApi(info))
+  const node = await openNode({ dataDir: dir })
+  try {
+    return await how.local(node)
+  } finally {
+    await node.close()
+  }
+}

@@ -1,0 +1,91 @@
+// Composition root: builds the registry, opens the key and the store, and
+// (for serve) the HTTP app with the local API. Nothing global: tests start
+// as many daemons as they like in one process.
+import { randomBytes } from 'node:crypto'
+import type { FastifyInstance } from 'fastify'
+import { buildApp } from './http/app.js'
+import { initDataDir, removeDaemonInfo, storePath, writeDaemonInfo } from './data-dir.js'
+import { DEFAULT_LIMITS, type Limits } from './protocol/envelope.js'
+import { ModelRegistry } from './model/registry.js'
+import { postModel } from './model/post/post.js'
+import { GraphStore } from './store/graph-store.js'
+import { Ingest } from './store/ingest.js'
+import { DipNode } from './node.js'
+
+export function defaultRegistry(): ModelRegistry {
+  return new ModelRegistry([postModel])
+}
+
+export interface NodeConfig {
+  dataDir: string
+  limits?: Partial<Limits>
+  /** refuse update-times further ahead than this (ms); default 15 minutes */
+  maxFutureMs?: number
+}
+
+export interface DaemonConfig extends NodeConfig {
+  host?: string
+  port?: number
+  logger?: boolean
+}
+
+/** Opens (and if needed initialises) a data folder as a node. */
+export async function openNode(config: NodeConfig): Promise<DipNode & { close(): Promise<void> }> {
+  const key = await initDataDir(config.dataDir)
+  const store = await GraphStore.openLevel(storePath(config.dataDir))
+  const limits = { ...DEFAULT_LIMITS, ...config.limits }
+  const ingest = new Ingest(store, config.maxFutureMs === undefined ? {} : { maxFutureMs: config.maxFutureMs })
+  const node = new DipNode({ store, ingest, registry: defaultRegistry(), limits, key })
+  return Object.assign(node, { close: () => store.close() })
+}
+
+export interface Daemon {
+  url: string
+  node: DipNode
+  app: FastifyInstance
+  close(): Promise<void>
+}
+
+export async function startDaemon(config: DaemonConfig): Promise<Daemon> {
+  const node = await openNode(config)
+  const token = randomBytes(32).toString('hex')
+  const app = buildApp({
+    ...node.deps,
+    nodeKey: node.nodeKey,
+    logger: config.logger ?? false,
+    local: {
+      token,
+      author: (model, fields) => node.author(model, fields),
+      list: (filter) => node.list(filter),
+      show: (id) => node.show(id),
+      pull: (from, filter, onProgress) => node.pull(from, filter, onProgress),
+    },
+  })
+  let url: string
+  try {
+    url = await app.listen({ host: config.host ?? '127.0.0.1', port: config.port ?? 8080 })
+  } catch (e) {
+    await node.close()
+    throw e
+  }
+  const addr = app.server.address()
+  const port = typeof addr === 'object' && addr ? addr.port : config.port
+  const host = config.host ?? '127.0.0.1'
+  // The CLI reaches the daemon over loopback whatever address it serves on.
+  const localHost = host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host
+  url = `http://${localHost.includes(':') ? `[${localHost}]` : localHost}:${port}`
+  await writeDaemonInfo(config.dataDir, { pid: process.pid, url, token })
+  let closed = false
+  return {
+    url,
+    node,
+    app,
+    async close() {
+      if (closed) return
+      closed = true
+      await removeDaemonInfo(config.dataDir, token)
+      await app.close()
+      await node.close()
+    },
+  }
+}

@@ -1,0 +1,88 @@
+// buildApp(deps) assembles the fastify app; it never listens by itself.
+// One error handler turns every failure into the DIP envelope with the HTTP
+// status of PROTOCOL.md §1 and never echoes internals on a 5xx.
+import Fastify, { type FastifyError, type FastifyInstance } from 'fastify'
+import { DipError } from '../errors.js'
+import { errorXml, REQUEST_VERSIONS, type Limits, type SupportedSet } from '../protocol/envelope.js'
+import { formatVersion } from '../protocol/version.js'
+import { registerSyncRoutes, sendXml, type SyncDeps } from './sync-routes.js'
+import { localStatus, registerLocalRoutes, type LocalDeps } from './local-routes.js'
+
+export interface AppDeps extends SyncDeps {
+  /** the node key, `ed25519::<hex>`, published in the manifest */
+  nodeKey: string
+  /** the local API for the CLI and host applications; absent = not served */
+  local?: LocalDeps | undefined
+  logger?: boolean
+}
+
+/** fastify's own errors that have a DIP code */
+const FASTIFY_CODES: Record<string, DipError['code']> = {
+  FST_ERR_CTP_BODY_TOO_LARGE: 'DIP_REQUEST_TOO_LARGE',
+  FST_ERR_CTP_INVALID_MEDIA_TYPE: 'DIP_UNSUPPORTED_MEDIA_TYPE',
+  FST_ERR_CTP_INVALID_CONTENT_LENGTH: 'DIP_REQUEST_INVALID',
+  FST_ERR_CTP_EMPTY_JSON_BODY: 'DIP_REQUEST_INVALID',
+  FST_ERR_CTP_INVALID_JSON_BODY: 'DIP_REQUEST_INVALID',
+}
+
+export function toDipError(error: unknown): DipError {
+  if (error instanceof DipError) return error
+  const e = error as FastifyError
+  const code = typeof e?.code === 'string' ? FASTIFY_CODES[e.code] : undefined
+  if (code) return new DipError(code, code === 'DIP_REQUEST_TOO_LARGE' ? 'the request body is over the limit' : e.message, { cause: error })
+  if (typeof e?.statusCode === 'number' && e.statusCode === 400) return new DipError('DIP_REQUEST_INVALID', 'bad request', { cause: error })
+  return new DipError('DIP_INTERNAL', 'internal error', { cause: error })
+}
+
+export function supportedSet(deps: Pick<SyncDeps, 'registry'>): SupportedSet {
+  return {
+    requests: Object.fromEntries(Object.entries(REQUEST_VERSIONS).map(([t, v]) => [t, formatVersion(v)])),
+    models: deps.registry.versions(),
+  }
+}
+
+export function buildApp(deps: AppDeps): FastifyInstance {
+  const limits: Limits = deps.limits
+  const app = Fastify({
+    logger: deps.logger ?? false,
+    bodyLimit: limits.maxBodyBytes,
+    // PROTOCOL.md §1: served with and without the trailing slash, never redirected.
+    // DIP ids are long: keep the router's parameter limit generous.
+    routerOptions: { ignoreTrailingSlash: true, maxParamLength: 512 },
+  })
+  const supported = supportedSet(deps)
+
+  // Bodies arrive as bytes whatever their media type: the sync routes check
+  // the type themselves (415 in the DIP envelope) and parse with the one
+  // hardened XML parser; the local API reads JSON.
+  app.removeAllContentTypeParsers()
+  app.addContentTypeParser('*', { parseAs: 'buffer' }, (_req, body, done) => done(null, body))
+
+  app.setErrorHandler((error, request, reply) => {
+    const e = toDipError(error)
+    if (e.httpStatus >= 500) request.log.error({ err: error }, 'request failed')
+    if (request.url.startsWith('/api/local/')) {
+      return reply.code(localStatus(e)).send({ error: { code: e.code, message: e.code === 'DIP_INTERNAL' ? 'internal error' : e.message, peerCode: e.peerCode } })
+    }
+    return sendXml(reply, e.httpStatus, errorXml(e, supported))
+  })
+  app.setNotFoundHandler((request, reply) => {
+    return sendXml(reply, 404, errorXml(new DipError('DIP_NOT_FOUND', `no route ${request.method} ${request.url.split('?')[0]!.slice(0, 200)}`), supported))
+  })
+
+  // PROTOCOL.md §9 (after Urbit's Beacon). Proofs and rotations come with key management.
+  const manifest = JSON.stringify({
+    node: deps.nodeKey,
+    life: 1,
+    requests: supported.requests,
+    models: supported.models,
+    limits,
+    proofs: [],
+    rotations: [],
+  })
+  app.get('/.well-known/dip.json', async (_request, reply) => reply.header('content-type', 'application/json; charset=utf-8').send(manifest))
+
+  registerSyncRoutes(app, deps)
+  if (deps.local) registerLocalRoutes(app, deps.local)
+  return app
+}

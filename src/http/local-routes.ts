@@ -1,0 +1,98 @@
+// The local API: for the dipd CLI while a daemon holds the data folder, and
+// for host applications. JSON in and out, loopback clients only, and a
+// bearer token kept in DIR/daemon.json (mode 0600).
+//
+//   POST /api/local/models        {"model":"post","fields":{title,text,tags?,thread?}} -> {id, hash}
+//   GET  /api/local/models/:id    -> {id, xml}
+//   POST /api/local/list          {filter} -> {rows:[{id, updateTime, hash}]}
+//   POST /api/local/pull          {from, filter} -> NDJSON: {"progress":…}… then {"summary":…} or {"error":…}
+import { timingSafeEqual } from 'node:crypto'
+import type { FastifyInstance } from 'fastify'
+import { DipError } from '../errors.js'
+
+export interface LocalDeps {
+  token: string
+  author(model: string, fields: unknown): Promise<{ id: string; hash: string }>
+  list(filter: Record<string, unknown>): Promise<unknown[]>
+  show(id: string): Promise<string | undefined>
+  pull(from: string, filter: Record<string, unknown>, onProgress: (p: unknown) => void): Promise<unknown>
+}
+
+const LOCAL_STATUS: Record<string, number> = {
+  DIP_LOCAL_FORBIDDEN: 403,
+  DIP_NOT_FOUND: 404,
+  DIP_USAGE: 400,
+  DIP_DATA_INVALID: 500,
+  DIP_INTERNAL: 500,
+}
+
+/** HTTP status of an error on the local API: client mistakes are 400, peers' troubles 502. */
+export function localStatus(e: DipError): number {
+  return LOCAL_STATUS[e.code] ?? (e.code.startsWith('DIP_PEER_') ? 502 : e.httpStatus === 500 ? 400 : e.httpStatus)
+}
+
+export function isLoopback(address: string | undefined): boolean {
+  if (!address) return false
+  return address === '::1' || address.startsWith('127.') || address.startsWith('::ffff:127.')
+}
+
+function readJson(body: unknown): Record<string, unknown> {
+  if (!(body instanceof Buffer) || body.length === 0) return {}
+  try {
+    const v = JSON.parse(body.toString('utf8')) as unknown
+    if (typeof v === 'object' && v !== null && !Array.isArray(v)) return v as Record<string, unknown>
+  } catch {
+    /* fall through */
+  }
+  throw new DipError('DIP_USAGE', 'the body must be a JSON object')
+}
+
+export function registerLocalRoutes(app: FastifyInstance, deps: LocalDeps): void {
+  const expected = Buffer.from(`Bearer ${deps.token}`)
+  app.addHook('onRequest', async (request) => {
+    if (!request.url.startsWith('/api/local/')) return
+    const given = Buffer.from(request.headers.authorization ?? '')
+    if (!isLoopback(request.socket.remoteAddress) || given.length !== expected.length || !timingSafeEqual(given, expected)) {
+      throw new DipError('DIP_LOCAL_FORBIDDEN', 'the local API takes loopback clients with the token of DIR/daemon.json')
+    }
+  })
+
+  app.post('/api/local/models', async (request) => {
+    const body = readJson(request.body)
+    return deps.author(typeof body.model === 'string' ? body.model : 'post', body.fields)
+  })
+
+  app.get('/api/local/models/:id', async (request) => {
+    const id = (request.params as { id: string }).id
+    const xml = await deps.show(id)
+    if (xml === undefined) throw new DipError('DIP_NOT_FOUND', `no model ${id}`)
+    return { id, xml }
+  })
+
+  app.post('/api/local/list', async (request) => {
+    const body = readJson(request.body)
+    return { rows: await deps.list((body.filter ?? {}) as Record<string, unknown>) }
+  })
+
+  app.post('/api/local/pull', async (request, reply) => {
+    const body = readJson(request.body)
+    if (typeof body.from !== 'string') throw new DipError('DIP_USAGE', 'pull needs {"from": URL}')
+    reply.hijack()
+    const res = reply.raw
+    res.writeHead(200, { 'content-type': 'application/x-ndjson' })
+    let last = 0
+    try {
+      const summary = await deps.pull(body.from, (body.filter ?? {}) as Record<string, unknown>, (p) => {
+        const now = Date.now()
+        if (now - last < 100) return // at most ten progress lines a second
+        last = now
+        res.write(JSON.stringify({ progress: p }) + '\n')
+      })
+      res.end(JSON.stringify({ summary }) + '\n')
+    } catch (err) {
+      const e = err instanceof DipError ? err : new DipError('DIP_INTERNAL', 'internal error', { cause: err })
+      if (e.code === 'DIP_INTERNAL') request.log.error({ err }, 'pull failed')
+      res.end(JSON.stringify({ error: { code: e.code, message: e.message, peerCode: e.peerCode } }) + '\n')
+    }
+  })
+}

@@ -1,0 +1,124 @@
+// The DIP sync API (PROTOCOL.md §1, §6, §7):
+//   POST {base}/api/sync/list/  /get/  /put/   (with or without the slash)
+//   GET  {base}/api/sync/blob/sha256:<hex>     (%3A accepted)
+// Every answer is a DIP envelope; errors are thrown as DipError and turned
+// into envelopes by the one error handler in app.ts.
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import { DipError, type Result } from '../errors.js'
+import { formatId } from '../protocol/id.js'
+import { listXml, parseRequest, putXml, REQUEST_TYPES, type Limits, type PutRow, type RequestType, type Speaks, type ListRequest, type GetRequest, type PutRequest } from '../protocol/envelope.js'
+import { parseXml } from '../protocol/xml.js'
+import { stageModel, type StagedModel } from '../model/signed.js'
+import type { ModelRegistry } from '../model/registry.js'
+import type { GraphStore } from '../store/graph-store.js'
+import type { Ingest } from '../store/ingest.js'
+
+export interface SyncDeps {
+  store: GraphStore
+  ingest: Ingest
+  registry: ModelRegistry
+  limits: Limits
+}
+
+/** Attachments at most this large are sent inline in get answers; larger ones are left to the blob path. */
+const INLINE_BLOB_MAX = 256 * 1024
+const MEDIA_OK = new Set(['application/xml', 'text/xml', ''])
+
+function unwrap<T>(r: Result<T>): T {
+  if (!r.ok) throw r.error
+  return r.value
+}
+
+export function sendXml(reply: FastifyReply, status: number, xml: string): FastifyReply {
+  return reply.code(status).header('content-type', 'application/xml; charset=utf-8').send(xml)
+}
+
+export function registerSyncRoutes(app: FastifyInstance, deps: SyncDeps): void {
+  const { store, ingest, registry, limits } = deps
+  const speaks: Speaks = { models: new Map(registry.all().map((m) => [m.name, m.version])) }
+
+  async function list(req: ListRequest): Promise<string> {
+    const def = registry.get(req.modelName)!
+    const facets = unwrap(def.parseFilter(req.model))
+    let afterSeq = 0
+    if (req.after !== undefined) {
+      const seq = store.readCursor(req.after)
+      if (seq === undefined) throw new DipError('DIP_CURSOR_INVALID', 'unknown or foreign cursor')
+      afterSeq = seq
+    }
+    const echo = req.after ?? store.cursor(afterSeq)
+    const empty = (req.from !== undefined && req.to !== undefined && req.from >= req.to) || req.allow?.size === 0
+    if (empty) return listXml([], echo, false)
+    const page = await store.list({ model: req.modelName, from: req.from, to: req.to, facets, allow: req.allow, deny: req.deny, afterSeq, limit: limits.maxListPage })
+    const last = page.rows.at(-1)
+    const rows = page.rows.map((r) => ({ name: r.n, version: r.v, id: r.i, updateTime: r.t, hash: r.h }))
+    return listXml(rows, last ? store.cursor(last.s) : echo, page.more)
+  }
+
+  async function get(req: GetRequest): Promise<string> {
+    const found = await store.getModels(req.ids.map(formatId))
+    let out = '<response><status>success</status><models>'
+    for (const { row, xml } of found) {
+      if (row.n !== req.modelName) continue
+      const blobs = row.l.filter((l) => l.startsWith('attachment\0')).map((l) => l.slice('attachment\0'.length))
+      if (blobs.length === 0) {
+        out += xml
+        continue
+      }
+      let extra = ''
+      for (const hash of blobs) {
+        const b = await store.blob(hash)
+        if (b && b.bytes.length <= INLINE_BLOB_MAX) extra += `<attachment-data hash="${hash}">${b.bytes.toString('base64')}</attachment-data>`
+      }
+      out += xml.slice(0, -'</model>'.length) + extra + '</model>'
+    }
+    return out + '</models></response>'
+  }
+
+  async function put(req: PutRequest): Promise<string> {
+    const rows: (PutRow | undefined)[] = []
+    const staged: StagedModel[] = []
+    const at: number[] = []
+    for (const el of req.models) {
+      const s = stageModel(el, registry, limits)
+      if (!s.ok) rows.push({ status: 'rejected', code: s.rejection.code, id: s.rejection.id })
+      else {
+        at.push(rows.length)
+        rows.push(undefined)
+        staged.push(s.value)
+      }
+    }
+    const results = await ingest.accept(staged)
+    results.forEach((r, n) => {
+      rows[at[n]!] = r.status === 'rejected' ? { status: 'rejected', code: r.code, id: r.model.id } : { status: r.status, hash: r.model.hash, id: r.model.id }
+    })
+    return putXml(rows as PutRow[])
+  }
+
+  async function handle(type: RequestType, request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> {
+    const media = (request.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase()
+    if (!MEDIA_OK.has(media)) throw new DipError('DIP_UNSUPPORTED_MEDIA_TYPE', `media type ${media} is not XML`)
+    const body = request.body instanceof Buffer ? request.body : Buffer.alloc(0)
+    const root = unwrap(parseXml(body))
+    const req = unwrap(parseRequest(root, type, speaks, limits))
+    const xml = req.type === 'list' ? await list(req) : req.type === 'get' ? await get(req) : await put(req)
+    return sendXml(reply, 200, xml)
+  }
+
+  for (const type of REQUEST_TYPES) {
+    app.post(`/api/sync/${type}`, (request, reply) => handle(type, request, reply))
+  }
+  app.post('/api/sync/:type', async (request) => {
+    const { type } = request.params as { type: string }
+    throw new DipError('DIP_REQUEST_NOT_SUPPORTED', `request type ${JSON.stringify(type.slice(0, 64))} is not supported`)
+  })
+
+  app.get('/api/sync/blob/:hash', async (request, reply) => {
+    const raw = (request.params as { hash: string }).hash
+    const hash = raw.replace(/%3a/i, ':')
+    if (!/^sha256:[0-9a-f]{64}$/.test(hash)) throw new DipError('DIP_NOT_FOUND', 'blob paths are /api/sync/blob/sha256:<64 hex>')
+    const blob = await store.blob(hash)
+    if (!blob) throw new DipError('DIP_NOT_FOUND', 'no such blob')
+    return reply.code(200).header('content-type', blob.mimetype).send(blob.bytes)
+  })
+}

@@ -1,0 +1,269 @@
+// The DIP-2 "post" model, version 1.1 (PROTOCOL.md §5).
+//
+// <content> children, in this order; known children missing, repeated or out
+// of order are DIP_MODEL_INVALID; unknown elements are skipped (and kept in
+// the signed bytes, which are never rebuilt):
+//   id            required  the post's own global id
+//   title         required  text, may be empty
+//   text          required  markup; [post]key-type::key::local-id[/post] references a post
+//   tags          optional  opening posts only: <tag>name</tag>… (exact, case-sensitive)
+//   thread        optional  replies only: <id/> of the opening post
+//   pub-time      required  time
+//   update-time   required  time; grows with every edit
+//   tripcode      optional  text
+//   attachments   optional  <attachment hash mimetype name size/>…
+import { fail, ok, type Result } from '../../errors.js'
+import { formatId, idElement, parseIdElement, parseIdText, type GlobalId } from '../../protocol/id.js'
+import { parseContentTime } from '../../protocol/time.js'
+import { version } from '../../protocol/version.js'
+import { childElements, childrenNamed, hasElementChildren, rawText, escapeText, type XmlElement } from '../../protocol/xml.js'
+import type { AttachmentRef, FacetFilter, Link, ModelDefinition, ModelMeta } from '../types.js'
+
+export interface Post {
+  id: GlobalId
+  title: string
+  text: string
+  tags: string[]
+  thread: GlobalId | undefined
+  pubTime: string
+  pubTimeKey: string
+  updateTime: string
+  updateTimeKey: string
+  tripcode: string | undefined
+  attachments: AttachmentRef[]
+}
+
+/** Fields of a post authored on this node. */
+export interface PostFields {
+  id: GlobalId
+  title: string
+  text: string
+  tags?: string[]
+  thread?: GlobalId | undefined
+  pubTime: string
+  updateTime: string
+  tripcode?: string | undefined
+  attachments?: AttachmentRef[]
+}
+
+const ORDER = ['id', 'title', 'text', 'tags', 'thread', 'pub-time', 'update-time', 'tripcode', 'attachments'] as const
+const REQUIRED = new Set(['id', 'title', 'text', 'pub-time', 'update-time'])
+const KNOWN = new Map<string, number>(ORDER.map((n, i) => [n, i]))
+const HASH_RE = /^sha256:[0-9a-f]{64}$/
+const SIZE_RE = /^(0|[1-9][0-9]{0,14})$/
+export const POST_REF_RE = /\[post\](ed25519::[0-9a-f]{64}::[0-9A-Za-z._-]{1,64})\[\/post\]/g
+
+const invalid = (msg: string) => fail<never>('DIP_MODEL_INVALID', msg)
+
+function plainText(el: XmlElement): Result<string> {
+  if (hasElementChildren(el)) return invalid(`<${el.name}> must hold text only`)
+  return ok(rawText(el))
+}
+
+function parseAttachment(el: XmlElement): Result<AttachmentRef> {
+  const { hash, mimetype, name, size } = el.attrs
+  if (hash === undefined || !HASH_RE.test(hash)) return invalid('attachment hash must be sha256:<64 hex>')
+  if (size === undefined || !SIZE_RE.test(size)) return invalid('attachment size must be a decimal byte count')
+  if (mimetype === undefined || !/^[\x21-\x7e]+\/[\x21-\x7e]+$/.test(mimetype)) return invalid('attachment mimetype must be type/subtype')
+  return ok({ hash, mimetype, name: name ?? '', size: Number(size) })
+}
+
+function fromContent(content: XmlElement): Result<Post> {
+  const seen = new Map<string, XmlElement>()
+  let last = -1
+  for (const child of childElements(content)) {
+    const pos = KNOWN.get(child.name)
+    if (pos === undefined) continue // unknown: newer minor, kept in the signed bytes
+    if (seen.has(child.name)) return invalid(`<${child.name}> repeated`)
+    if (pos < last) return invalid(`<${child.name}> out of order`)
+    last = pos
+    seen.set(child.name, child)
+  }
+  for (const name of REQUIRED) if (!seen.has(name)) return invalid(`<${name}> missing`)
+
+  const id = parseIdElement(seen.get('id')!)
+  if (!id.ok) return id
+  const title = plainText(seen.get('title')!)
+  if (!title.ok) return title
+  const text = plainText(seen.get('text')!)
+  if (!text.ok) return text
+
+  const tags: string[] = []
+  const tagsEl = seen.get('tags')
+  if (tagsEl) {
+    for (const t of childrenNamed(tagsEl, 'tag')) {
+      const v = plainText(t)
+      if (!v.ok) return v
+      if (v.value === '') return invalid('a tag may not be empty')
+      tags.push(v.value)
+    }
+  }
+  let thread: GlobalId | undefined
+  const threadEl = seen.get('thread')
+  if (threadEl) {
+    const ids = childElements(threadEl)
+    if (ids.length !== 1) return invalid('<thread> holds exactly one <id>')
+    const t = parseIdElement(ids[0]!)
+    if (!t.ok) return t
+    thread = t.value
+    if (tagsEl) return invalid('a reply may not have tags')
+  }
+  const pub = plainText(seen.get('pub-time')!)
+  if (!pub.ok) return pub
+  const pubUs = parseContentTime(pub.value)
+  if (!pubUs.ok) return pubUs
+  const upd = plainText(seen.get('update-time')!)
+  if (!upd.ok) return upd
+  const updUs = parseContentTime(upd.value)
+  if (!updUs.ok) return updUs
+  let tripcode: string | undefined
+  const tripEl = seen.get('tripcode')
+  if (tripEl) {
+    const v = plainText(tripEl)
+    if (!v.ok) return v
+    tripcode = v.value
+  }
+  const attachments: AttachmentRef[] = []
+  const attEl = seen.get('attachments')
+  if (attEl) {
+    for (const a of childrenNamed(attEl, 'attachment')) {
+      const r = parseAttachment(a)
+      if (!r.ok) return r
+      attachments.push(r.value)
+    }
+  }
+  return ok({
+    id: id.value,
+    title: title.value,
+    text: text.value,
+    tags,
+    thread,
+    pubTime: pub.value,
+    pubTimeKey: pubUs.value,
+    updateTime: upd.value,
+    updateTimeKey: updUs.value,
+    tripcode,
+    attachments,
+  })
+}
+
+function meta(post: Post): ModelMeta {
+  const idText = formatId(post.id)
+  const links: Link[] = []
+  if (post.thread) links.push({ kind: 'thread', target: formatId(post.thread) })
+  for (const m of post.text.matchAll(POST_REF_RE)) links.push({ kind: 'ref', target: m[1]! })
+  for (const a of post.attachments) links.push({ kind: 'attachment', target: a.hash })
+  return {
+    id: post.id,
+    updateTimeKey: post.updateTimeKey,
+    updateTime: post.updateTime,
+    // PROTOCOL.md §6: a thread filter lists the opening post and its replies;
+    // a tags filter matches the post's own tags (replies have none).
+    facets: { tag: [...new Set(post.tags)], thread: [post.thread ? formatId(post.thread) : idText] },
+    links,
+    attachments: post.attachments,
+  }
+}
+
+function textEl(name: string, value: string): XmlElement {
+  return { name, attrs: Object.create(null), children: value === '' ? [] : [value] }
+}
+
+function toContent(f: PostFields): XmlElement {
+  const children: XmlElement[] = [idElement(f.id), textEl('title', f.title), textEl('text', f.text)]
+  if (f.tags && f.tags.length > 0) children.push({ name: 'tags', attrs: Object.create(null), children: f.tags.map((t) => textEl('tag', t)) })
+  if (f.thread) children.push({ name: 'thread', attrs: Object.create(null), children: [idElement(f.thread)] })
+  children.push(textEl('pub-time', f.pubTime), textEl('update-time', f.updateTime))
+  if (f.tripcode !== undefined) children.push(textEl('tripcode', f.tripcode))
+  if (f.attachments && f.attachments.length > 0) {
+    children.push({
+      name: 'attachments',
+      attrs: Object.create(null),
+      children: f.attachments.map((a) => ({
+        name: 'attachment',
+        attrs: { hash: a.hash, mimetype: a.mimetype, name: a.name, size: String(a.size) },
+        children: [],
+      })),
+    })
+  }
+  return { name: 'content', attrs: Object.create(null), children }
+}
+
+/** Checks fields from a local author (CLI or local API); ids and times are filled in by the node. */
+function checkFields(input: unknown): Result<PostFields> {
+  const bad = (msg: string) => fail<never>('DIP_MODEL_INVALID', msg)
+  if (typeof input !== 'object' || input === null) return bad('post fields must be an object')
+  const f = input as Record<string, unknown>
+  if (typeof f.title !== 'string' || typeof f.text !== 'string') return bad('a post needs a title and a text (strings, may be empty)')
+  const tags = f.tags ?? []
+  if (!Array.isArray(tags) || tags.some((t) => typeof t !== 'string' || t === '')) return bad('tags must be non-empty strings')
+  let thread: GlobalId | undefined
+  if (f.thread !== undefined && f.thread !== null) {
+    if (typeof f.thread !== 'string') return bad('thread must be a global id')
+    const t = parseIdText(f.thread)
+    if (!t.ok) return t
+    thread = t.value
+    if (tags.length > 0) return bad('a reply may not have tags')
+  }
+  if (f.tripcode !== undefined && typeof f.tripcode !== 'string') return bad('tripcode must be a string')
+  for (const s of [f.title, f.text, ...(tags as string[])]) {
+    if (/[\x00-\x08\x0B\x0C\x0E-\x1F\uFFFE\uFFFF]/.test(s)) return bad('text holds a character XML 1.0 does not allow')
+  }
+  return ok({
+    id: f.id as GlobalId,
+    title: f.title,
+    text: f.text,
+    tags: tags as string[],
+    thread,
+    pubTime: String(f.pubTime ?? ''),
+    updateTime: String(f.updateTime ?? ''),
+    tripcode: f.tripcode as string | undefined,
+  })
+}
+
+function parseFilter(model: XmlElement): Result<FacetFilter> {
+  const out: FacetFilter = []
+  for (const el of childElements(model)) {
+    if (el.name === 'tags') {
+      const values: string[] = []
+      for (const t of childrenNamed(el, 'tag')) {
+        // Filter text is read with XML whitespace stripped (PROTOCOL.md §1).
+        const v = rawText(t).replace(/^[ \t\r\n]+|[ \t\r\n]+$/g, '')
+        if (v === '') return fail('DIP_FILTER_INVALID', 'an empty <tag> in a filter')
+        values.push(v)
+      }
+      if (values.length > 0) out.push({ facet: 'tag', values }) // empty <tags/> is no filter
+    } else if (el.name === 'thread') {
+      const ids = childElements(el)
+      if (ids.length !== 1) return fail('DIP_FILTER_INVALID', '<thread> holds exactly one <id>')
+      const id = parseIdElement(ids[0]!)
+      if (!id.ok) return id
+      out.push({ facet: 'thread', values: [formatId(id.value)] })
+    }
+  }
+  return ok(out)
+}
+
+function filterXml(filter: FacetFilter): string {
+  let out = ''
+  for (const f of filter) {
+    if (f.facet === 'tag') out += `<tags>${f.values.map((t) => `<tag>${escapeText(t)}</tag>`).join('')}</tags>`
+    else if (f.facet === 'thread') {
+      const id = parseIdText(f.values[0] ?? '')
+      if (!id.ok) throw new TypeError('thread filter needs a global id')
+      out += `<thread><id key="${id.value.key}" local-id="${id.value.localId}" type="ed25519"/></thread>`
+    }
+  }
+  return out
+}
+
+export const postModel: ModelDefinition<Post, PostFields> = {
+  name: 'post',
+  version: version('1.1'),
+  fromContent,
+  meta,
+  toContent,
+  checkFields,
+  parseFilter,
+  filterXml,
+}

@@ -1,0 +1,195 @@
+// A `<model>` element as it travels (PROTOCOL.md §4):
+//
+//   <model name="post" version="1.1">
+//     <content>…</content>
+//     <signatures><signature key="<64 hex>" type="ed25519" value="<128 hex>"/>…</signatures>
+//     <attachment-data hash="sha256:…">BASE64</attachment-data> | <attachment-ref hash="sha256:…" url="…"/>   (optional)
+//   </model>
+//
+// A node keeps the canonical content bytes, the signatures (unknown types
+// included) and the model version as received, and serves exactly those:
+// relaying never rebuilds content from parsed fields.
+import { createHash } from 'node:crypto'
+import { fail, ok, type Result, type RowCode } from '../errors.js'
+import { canonicalize } from '../protocol/canonical.js'
+import { formatId, KEY_HEX_RE, type GlobalId } from '../protocol/id.js'
+import { isCompatible, parseVersion } from '../protocol/version.js'
+import { childElements, escapeAttr, firstChild, parseXml, rawText, type XmlElement } from '../protocol/xml.js'
+import { sign, verifyAsync, type NodeKeyPair } from '../crypto/ed25519.js'
+import type { ModelRegistry } from './registry.js'
+import type { ModelDefinition, ModelMeta } from './types.js'
+
+export interface Signature {
+  type: string
+  key: string
+  value: string
+}
+
+/** A parsed, not yet verified model. */
+export interface StagedModel {
+  name: string
+  /** the model version exactly as received */
+  version: string
+  def: ModelDefinition<any, any>
+  id: GlobalId
+  idText: string
+  /** canonical form of <content> */
+  content: string
+  contentBytes: Buffer
+  /** `sha256:<hex>` of the canonical bytes */
+  hash: string
+  meta: ModelMeta
+  signatures: Signature[]
+  /** what the node stores and serves: <model> with canonical content and signatures */
+  xml: string
+  /** inline attachment bytes by hash (checked against the signed hash and size by checkAttachments) */
+  attachmentData: Map<string, Buffer>
+  /** attachment URLs by hash */
+  attachmentRefs: Map<string, string>
+}
+
+export interface Rejection {
+  code: RowCode
+  message: string
+  /** the model's id when it could be read */
+  id?: GlobalId
+}
+
+export type Staged = { ok: true; value: StagedModel } | { ok: false; rejection: Rejection }
+
+export interface ModelLimits {
+  maxContentBytes: number
+}
+
+const SIG_VALUE_RE = /^[0-9a-f]{128}$/
+const HASH_RE = /^sha256:[0-9a-f]{64}$/
+const BASE64_RE = /^[A-Za-z0-9+/]*={0,2}$/
+
+const reject = (code: RowCode, message: string, id?: GlobalId): Staged => ({ ok: false, rejection: id ? { code, message, id } : { code, message } })
+
+function tryId(content: XmlElement | undefined): GlobalId | undefined {
+  const el = content && firstChild(content, 'id')
+  if (!el) return undefined
+  const { key, type } = el.attrs
+  const localId = el.attrs['local-id']
+  if (type === 'ed25519' && key && KEY_HEX_RE.test(key) && localId && /^[0-9A-Za-z._-]{1,64}$/.test(localId) && Object.keys(el.attrs).length === 3) {
+    return { type: 'ed25519', key, localId }
+  }
+  return undefined
+}
+
+/** Parses a `<model>` element; untrusted input, never throws. */
+export function stageModel(el: XmlElement, registry: ModelRegistry, limits: ModelLimits): Staged {
+  if (el.name !== 'model') return reject('DIP_MODEL_INVALID', `expected <model>, got <${el.name}>`)
+  const contentEl = firstChild(el, 'content')
+  const maybeId = tryId(contentEl)
+  const name = el.attrs.name
+  const def = name === undefined ? undefined : registry.get(name)
+  if (!def) return reject('DIP_MODEL_NOT_SUPPORTED', `model ${JSON.stringify(name ?? null)} is not supported`, maybeId)
+  const v = parseVersion(el.attrs.version)
+  if (!v.ok) return reject('DIP_MODEL_INVALID', v.error.message, maybeId)
+  if (!isCompatible(def.version, v.value)) return reject('DIP_VERSION_NOT_SUPPORTED', `model ${def.name} ${el.attrs.version} is not supported`, maybeId)
+  if (!contentEl) return reject('DIP_MODEL_INVALID', '<content> missing', maybeId)
+
+  const content = canonicalize(contentEl)
+  const contentBytes = Buffer.from(content, 'utf8')
+  if (contentBytes.length > limits.maxContentBytes) return reject('DIP_MODEL_TOO_LARGE', `content is ${contentBytes.length} bytes, over ${limits.maxContentBytes}`, maybeId)
+  const parsed = def.fromContent(contentEl)
+  if (!parsed.ok) {
+    const code = parsed.error.code === 'DIP_ID_INVALID' ? 'DIP_ID_INVALID' : 'DIP_MODEL_INVALID'
+    return reject(code, parsed.error.message, maybeId)
+  }
+  const meta = def.meta(parsed.value)
+
+  const sigsEl = firstChild(el, 'signatures')
+  const signatures: Signature[] = []
+  let sigXml = ''
+  for (const s of sigsEl ? childElements(sigsEl) : []) {
+    if (s.name !== 'signature') continue
+    const { type, key, value } = s.attrs
+    if (type === 'ed25519') {
+      if (!key || !KEY_HEX_RE.test(key) || !value || !SIG_VALUE_RE.test(value)) return reject('DIP_SIGNATURE_INVALID', 'an ed25519 signature needs a 64-hex key and a 128-hex value', meta.id)
+    }
+    signatures.push({ type: type ?? '', key: key ?? '', value: value ?? '' })
+    sigXml += canonicalize(s)
+  }
+  if (signatures.length === 0) return reject('DIP_SIGNATURE_INVALID', 'a model needs at least one signature', meta.id)
+
+  const attachmentData = new Map<string, Buffer>()
+  const attachmentRefs = new Map<string, string>()
+  for (const a of childElements(el)) {
+    if (a.name !== 'attachment-data' && a.name !== 'attachment-ref') continue
+    const hash = a.attrs.hash
+    if (!hash || !HASH_RE.test(hash)) return reject('DIP_ATTACHMENT_INVALID', `<${a.name}> needs hash="sha256:<hex>"`, meta.id)
+    if (a.name === 'attachment-data') {
+      const b64 = rawText(a).replace(/[ \t\r\n]+/g, '')
+      if (b64.length % 4 !== 0 || !BASE64_RE.test(b64)) return reject('DIP_ATTACHMENT_INVALID', 'attachment-data is not padded base64', meta.id)
+      attachmentData.set(hash, Buffer.from(b64, 'base64'))
+    } else {
+      const url = a.attrs.url
+      if (!url || !URL.canParse(url)) return reject('DIP_ATTACHMENT_INVALID', 'attachment-ref needs an absolute url', meta.id)
+      attachmentRefs.set(hash, url)
+    }
+  }
+
+  const version = el.attrs.version!
+  return {
+    ok: true,
+    value: {
+      name: def.name,
+      version,
+      def,
+      id: meta.id,
+      idText: formatId(meta.id),
+      content,
+      contentBytes,
+      hash: 'sha256:' + createHash('sha256').update(contentBytes).digest('hex'),
+      meta,
+      signatures,
+      xml: `<model name="${escapeAttr(def.name)}" version="${version}">${content}<signatures>${sigXml}</signatures></model>`,
+      attachmentData,
+      attachmentRefs,
+    },
+  }
+}
+
+/**
+ * PROTOCOL.md §4 rules: every ed25519 signature verifies (duplicates too),
+ * at least one is by the id's key; unknown types are ignored but kept.
+ */
+export async function verifySignatures(m: StagedModel): Promise<Rejection | undefined> {
+  let byAuthor = false
+  const checks: Promise<boolean>[] = []
+  for (const s of m.signatures) {
+    if (s.type !== 'ed25519') continue
+    if (s.key === m.id.key) byAuthor = true
+    checks.push(verifyAsync(s.key, m.contentBytes, Buffer.from(s.value, 'hex')))
+  }
+  if (!byAuthor) return { code: 'DIP_SIGNATURE_INVALID', message: 'no signature by the key in the id', id: m.id }
+  const results = await Promise.all(checks)
+  if (results.some((r) => !r)) return { code: 'DIP_SIGNATURE_INVALID', message: 'a signature does not verify', id: m.id }
+  return undefined
+}
+
+/** Inline attachment bytes must match a signed attachment's hash and size. */
+export function checkAttachments(m: StagedModel): Rejection | undefined {
+  for (const [hash, bytes] of m.attachmentData) {
+    const signed = m.meta.attachments.find((a) => a.hash === hash)
+    if (!signed) return { code: 'DIP_ATTACHMENT_INVALID', message: `attachment ${hash} is not in the signed content`, id: m.id }
+    const actual = 'sha256:' + createHash('sha256').update(bytes).digest('hex')
+    if (actual !== hash || bytes.length !== signed.size) return { code: 'DIP_ATTACHMENT_INVALID', message: `attachment bytes do not match ${hash}`, id: m.id }
+  }
+  return undefined
+}
+
+/** Signs content built from local fields and stages it the same way as a received model. */
+export function authorModel(def: ModelDefinition<any, any>, fields: unknown, pair: NodeKeyPair, registry: ModelRegistry, limits: ModelLimits): Result<StagedModel> {
+  const content = canonicalize(def.toContent(fields))
+  const sig = Buffer.from(sign(pair, Buffer.from(content, 'utf8'))).toString('hex')
+  const xml = `<model name="${escapeAttr(def.name)}" version="${def.version.major}.${def.version.minor}">${content}<signatures><signature key="${pair.publicKeyHex}" type="ed25519" value="${sig}"/></signatures></model>`
+  const el = parseXml(xml)
+  if (!el.ok) return el
+  const staged = stageModel(el.value, registry, limits)
+  if (!staged.ok) return fail(staged.rejection.code, staged.rejection.message)
+  return ok(staged.value)
+}

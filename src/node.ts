@@ -1,0 +1,133 @@
+// A DIP node's operations over its store: author, list, show, pull. The
+// daemon serves them on the local API; the CLI calls them directly when no
+// daemon holds the data folder. One implementation for both paths.
+import { DipError } from './errors.js'
+import { authorModel } from './model/signed.js'
+import type { ModelRegistry } from './model/registry.js'
+import type { FacetFilter } from './model/types.js'
+import { formatId, parseIdText, type GlobalId } from './protocol/id.js'
+import { EPOCH, formatNow, parseFilterTime } from './protocol/time.js'
+import type { Limits } from './protocol/envelope.js'
+import type { NodeKeyPair } from './crypto/ed25519.js'
+import type { GraphStore, Row } from './store/graph-store.js'
+import type { Ingest } from './store/ingest.js'
+import { pull, type PullFilter, type PullProgress, type PullSummary } from './sync/pull.js'
+
+/** Filters as the CLI and local API take them. */
+export interface LocalFilter {
+  model?: string
+  tags?: string[]
+  thread?: string
+  since?: string
+  until?: string
+  allow?: string[]
+  deny?: string[]
+}
+
+export interface ListedRow {
+  id: string
+  updateTime: string
+  hash: string
+}
+
+export interface NodeDeps {
+  store: GraphStore
+  ingest: Ingest
+  registry: ModelRegistry
+  limits: Limits
+  key: NodeKeyPair
+}
+
+function facetsOf(f: LocalFilter): FacetFilter {
+  const facets: FacetFilter = []
+  if (f.tags && f.tags.length > 0) facets.push({ facet: 'tag', values: f.tags })
+  if (f.thread !== undefined) {
+    const id = parseIdText(f.thread)
+    if (!id.ok) throw new DipError('DIP_FILTER_INVALID', `--thread: ${id.error.message}`)
+    facets.push({ facet: 'thread', values: [formatId(id.value)] })
+  }
+  return facets
+}
+
+function checkKeys(keys: string[] | undefined, flag: string): string[] | undefined {
+  for (const k of keys ?? []) if (!/^[0-9a-f]{64}$/.test(k.replace(/^ed25519::/, ''))) throw new DipError('DIP_FILTER_INVALID', `${flag}: ${k} is not a 64-hex key`)
+  return keys?.map((k) => k.replace(/^ed25519::/, ''))
+}
+
+function filterTime(text: string | undefined, flag: string): string | undefined {
+  if (text === undefined) return undefined
+  const t = parseFilterTime(text)
+  if (!t.ok) throw new DipError('DIP_FILTER_INVALID', `${flag}: ${t.error.message}`)
+  return t.value === EPOCH ? undefined : t.value
+}
+
+export class DipNode {
+  readonly deps: NodeDeps
+
+  constructor(deps: NodeDeps) {
+    this.deps = deps
+  }
+
+  get nodeKey(): string {
+    return `ed25519::${this.deps.key.publicKeyHex}`
+  }
+
+  /** Signs and stores a model authored here; returns its global id. */
+  async author(modelName: string, input: unknown): Promise<{ id: string; hash: string }> {
+    const { registry, store, ingest, limits, key } = this.deps
+    const def = registry.get(modelName)
+    if (!def) throw new DipError('DIP_MODEL_NOT_SUPPORTED', `model ${modelName} is not registered`)
+    const checked = def.checkFields(input)
+    if (!checked.ok) throw checked.error
+    const localId = await store.allocateLocalId()
+    const id: GlobalId = { type: 'ed25519', key: key.publicKeyHex, localId }
+    const now = formatNow()
+    const staged = authorModel(def, { ...(checked.value as object), id, pubTime: now, updateTime: now }, key, registry, limits)
+    if (!staged.ok) throw staged.error
+    const [r] = await ingest.accept([staged.value])
+    if (r?.status !== 'stored') throw new DipError('DIP_INTERNAL', `authored model was not stored: ${r?.status === 'rejected' ? r.code : r?.status}`)
+    return { id: staged.value.idText, hash: staged.value.hash }
+  }
+
+  /** What the store holds, in store order, filtered like a list request. */
+  async list(filter: LocalFilter = {}): Promise<ListedRow[]> {
+    const out: ListedRow[] = []
+    let afterSeq = 0
+    const q = {
+      model: filter.model ?? 'post',
+      from: filterTime(filter.since, '--since'),
+      to: filterTime(filter.until, '--until'),
+      facets: facetsOf(filter),
+      allow: filter.allow ? new Set(checkKeys(filter.allow, '--allow')) : undefined,
+      deny: filter.deny ? new Set(checkKeys(filter.deny, '--deny')) : undefined,
+    }
+    for (;;) {
+      const page = await this.deps.store.list({ ...q, afterSeq, limit: 1000 })
+      for (const r of page.rows) out.push({ id: r.i, updateTime: r.t, hash: r.h })
+      const last: Row | undefined = page.rows.at(-1)
+      if (!page.more || !last) return out
+      afterSeq = last.s
+    }
+  }
+
+  /** A model as the node serves it (XML), or undefined. */
+  async show(idText: string): Promise<string | undefined> {
+    const id = parseIdText(idText)
+    if (!id.ok) throw id.error
+    const [found] = await this.deps.store.getModels([idText])
+    return found?.xml
+  }
+
+  async pull(from: string, filter: LocalFilter, onProgress?: (p: PullProgress) => void): Promise<PullSummary> {
+    const pf: PullFilter = {
+      since: filter.since,
+      until: filter.until,
+      allow: checkKeys(filter.allow, '--allow'),
+      deny: checkKeys(filter.deny, '--deny'),
+      facets: facetsOf(filter),
+    }
+    filterTime(filter.since, '--since')
+    filterTime(filter.until, '--until')
+    return pull(this.deps, { from, model: filter.model ?? 'post', filter: pf, ...(onProgress ? { onProgress } : {}) })
+  }
+}

@@ -1,0 +1,382 @@
+// The graph store: models content-addressed in an ordered key-value store
+// (LevelDB through `level`, or `memory-level` as the in-memory twin; both
+// are abstract-level databases, so one implementation serves both and the
+// shared suite in test/suites/ runs against each).
+//
+// Key layout (UTF-8 keys; SEQ is the store-order number as 16 hex digits;
+// \0 separates free-text parts, which XML text can never contain):
+//   M!<hash>                         model XML as served (canonical content + signatures)
+//   I!<id>                           current version of an id: Row (JSON)
+//   S!<SEQ>                          store order: Row of the version stored at SEQ
+//   F!<facet>!<value>\0<SEQ>         facet index (tag, thread): Row
+//   K!<key>!<SEQ>                    sender-key index: Row
+//   U!<update-time key>!<id>        (update-time, id) index: hash
+//   L!<from>\0<kind>\0<to>           graph edge, forward
+//   R!<to>\0<kind>\0<from>           graph edge, backward (replies of a thread, …)
+//   D!<target>                       a link target not held yet (id or blob hash)
+//   B!<hash>                         attachment bytes;  BM!<hash>  its mimetype
+//   C!<name>                         a pull checkpoint (the peer's durable cursor)
+//   X!seq X!store-id X!local-id      counters and the store's own id
+//
+// Every commit writes models, index rows, edges and an optional checkpoint
+// in one atomic batch, decided under one writer lock: a crash leaves all of
+// a batch or none of it.
+import { randomBytes } from 'node:crypto'
+import type { AbstractBatchOperation, AbstractLevel } from 'abstract-level'
+import { Level } from 'level'
+import { MemoryLevel } from 'memory-level'
+import { DipError } from '../errors.js'
+import type { FacetFilter, Link } from '../model/types.js'
+import type { StagedModel } from '../model/signed.js'
+
+/** The store's record of one model version. */
+export interface Row {
+  /** global id, text form */
+  i: string
+  /** content hash */
+  h: string
+  /** store-order number */
+  s: number
+  /** model name and version as received */
+  n: string
+  v: string
+  /** update-time as a time key (compares as integer µs), and as written */
+  u: string
+  t: string
+  /** sender key */
+  k: string
+  /** facets */
+  f: Record<string, string[]>
+  /** link targets (kind \0 target) */
+  l: string[]
+}
+
+export type CommitStatus = 'stored' | 'duplicate' | 'stale'
+
+export interface ListQuery {
+  model: string
+  /** inclusive time key; undefined = unbounded */
+  from?: string | undefined
+  /** exclusive time key; undefined = unbounded */
+  to?: string | undefined
+  facets: FacetFilter
+  allow?: Set<string> | undefined
+  deny?: Set<string> | undefined
+  /** list rows stored after this store-order number */
+  afterSeq: number
+  limit: number
+}
+
+export interface ListPage {
+  rows: Row[]
+  /** true iff more matching rows follow the page */
+  more: boolean
+}
+
+export interface Want {
+  id: string
+  hash: string
+  /** update-time key */
+  timeKey: string
+}
+
+type Db = AbstractLevel<any, string, string>
+
+const seqKey = (n: number) => n.toString(16).padStart(16, '0')
+const SEQ_END = 'g' // sorts after every hex digit
+
+/** Which version of an id wins (PROTOCOL.md §4): greater update-time, then greater hash. */
+export function newerThan(a: { u: string; h: string }, b: { u: string; h: string }): boolean {
+  return a.u !== b.u ? a.u > b.u : a.h > b.h
+}
+
+function indexKeys(r: Row): string[] {
+  const keys = [`S!${seqKey(r.s)}`, `K!${r.k}!${seqKey(r.s)}`]
+  for (const [facet, values] of Object.entries(r.f)) for (const v of values) keys.push(`F!${facet}!${v}\0${seqKey(r.s)}`)
+  return keys
+}
+
+function edgeKeys(r: Row): string[] {
+  const keys: string[] = []
+  for (const l of r.l) {
+    const [kind, target] = l.split('\0') as [string, string]
+    keys.push(`L!${r.i}\0${kind}\0${target}`, `R!${target}\0${kind}\0${r.i}`)
+  }
+  return keys
+}
+
+export class GraphStore {
+  readonly #db: Db
+  #lastSeq = 0
+  #storeId = ''
+  #lock: Promise<unknown> = Promise.resolve()
+
+  constructor(db: Db) {
+    this.#db = db
+  }
+
+  /** A store on LevelDB in `dir`. */
+  static async openLevel(dir: string): Promise<GraphStore> {
+    const db = new Level<string, string>(dir, { keyEncoding: 'utf8', valueEncoding: 'utf8' })
+    try {
+      await db.open()
+    } catch (cause) {
+      const code = (cause as { cause?: { code?: string } }).cause?.code
+      if (code === 'LEVEL_LOCKED') throw new DipError('DIP_DATA_LOCKED', `the store in ${dir} is held by another process`, { cause })
+      throw new DipError('DIP_DATA_INVALID', `cannot open the store in ${dir}`, { cause })
+    }
+    return GraphStore.#init(db)
+  }
+
+  /** The in-memory twin (tests, dry runs). */
+  static async openMemory(): Promise<GraphStore> {
+    const db = new MemoryLevel<string, string>({ keyEncoding: 'utf8', valueEncoding: 'utf8' })
+    await db.open()
+    return GraphStore.#init(db)
+  }
+
+  static async #init(db: Db): Promise<GraphStore> {
+    const store = new GraphStore(db)
+    const [seq, id] = await db.getMany(['X!seq', 'X!store-id'])
+    store.#lastSeq = seq === undefined ? 0 : Number(seq)
+    if (id === undefined) {
+      store.#storeId = randomBytes(8).toString('hex')
+      await db.put('X!store-id', store.#storeId)
+    } else store.#storeId = id
+    return store
+  }
+
+  /** Random per store, so that a cursor from another node is recognised as foreign. */
+  get storeId(): string {
+    return this.#storeId
+  }
+
+  get lastSeq(): number {
+    return this.#lastSeq
+  }
+
+  /** The durable list cursor for the position after store-order number `seq` (PROTOCOL.md §6). */
+  cursor(seq: number): string {
+    return `${this.#storeId}.${seq}`
+  }
+
+  /** Reads a cursor of this store; undefined for a foreign, malformed or future one. */
+  readCursor(cursor: string): number | undefined {
+    const dot = cursor.indexOf('.')
+    if (dot === -1 || cursor.slice(0, dot) !== this.#storeId) return undefined
+    const digits = cursor.slice(dot + 1)
+    if (!/^(0|[1-9][0-9]{0,15})$/.test(digits)) return undefined
+    const seq = Number(digits)
+    return seq <= this.#lastSeq ? seq : undefined
+  }
+
+  async close(): Promise<void> {
+    await this.#lock.catch(() => {})
+    await this.#db.close()
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close()
+  }
+
+  #exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.#lock.then(fn, fn)
+    this.#lock = run.catch(() => {})
+    return run
+  }
+
+  /**
+   * Decides each model in order (stored / duplicate / stale) and writes the
+   * stored ones with all their rows, plus the checkpoint, in one batch.
+   * Models must already be verified.
+   */
+  commit(models: StagedModel[], checkpoint?: { name: string; cursor: string }): Promise<CommitStatus[]> {
+    return this.#exclusive(async () => {
+      const ids = [...new Set(models.map((m) => m.idText))]
+      const currentJson = await this.#db.getMany(ids.map((i) => `I!${i}`))
+      const current = new Map<string, Row>()
+      ids.forEach((id, n) => {
+        const j = currentJson[n]
+        if (j !== undefined) current.set(id, JSON.parse(j) as Row)
+      })
+      const ops: AbstractBatchOperation<Db, string, string>[] = []
+      const statuses: CommitStatus[] = []
+      const storedIds = new Set<string>()
+      const newTargets = new Set<string>()
+      let seq = this.#lastSeq
+      for (const m of models) {
+        const cand = { u: m.meta.updateTimeKey, h: m.hash }
+        const old = current.get(m.idText)
+        if (old && old.h === m.hash) {
+          statuses.push('duplicate')
+          continue
+        }
+        if (old && !newerThan(cand, old)) {
+          statuses.push('stale')
+          continue
+        }
+        const row: Row = {
+          i: m.idText,
+          h: m.hash,
+          s: ++seq,
+          n: m.name,
+          v: m.version,
+          u: m.meta.updateTimeKey,
+          t: m.meta.updateTime,
+          k: m.id.key,
+          f: m.meta.facets,
+          l: m.meta.links.map((l: Link) => `${l.kind}\0${l.target}`),
+        }
+        if (old) {
+          ops.push({ type: 'del', key: `M!${old.h}` }, { type: 'del', key: `U!${old.u}!${old.i}` })
+          for (const k of indexKeys(old)) ops.push({ type: 'del', key: k })
+          for (const k of edgeKeys(old)) ops.push({ type: 'del', key: k })
+        }
+        const json = JSON.stringify(row)
+        ops.push({ type: 'put', key: `M!${m.hash}`, value: m.xml }, { type: 'put', key: `I!${m.idText}`, value: json }, { type: 'put', key: `U!${row.u}!${row.i}`, value: m.hash })
+        for (const k of indexKeys(row)) ops.push({ type: 'put', key: k, value: json })
+        for (const k of edgeKeys(row)) ops.push({ type: 'put', key: k, value: '' })
+        for (const l of m.meta.links) newTargets.add(l.target)
+        for (const [hash, bytes] of m.attachmentData) {
+          const a = m.meta.attachments.find((x) => x.hash === hash)!
+          ops.push({ type: 'put', key: `B!${hash}`, value: bytes as any, valueEncoding: 'buffer' } as any, { type: 'put', key: `BM!${hash}`, value: a.mimetype }, { type: 'del', key: `D!${hash}` })
+          storedIds.add(hash)
+        }
+        current.set(m.idText, row)
+        storedIds.add(m.idText)
+        ops.push({ type: 'del', key: `D!${m.idText}` })
+        statuses.push('stored')
+      }
+      // Edges to targets not held yet are remembered; they resolve when the target arrives.
+      const targets = [...newTargets].filter((t) => !storedIds.has(t))
+      if (targets.length > 0) {
+        const held = await this.#db.getMany(targets.map((t) => (t.startsWith('sha256:') ? `BM!${t}` : `I!${t}`)))
+        targets.forEach((t, n) => {
+          if (held[n] === undefined) ops.push({ type: 'put', key: `D!${t}`, value: '' })
+        })
+      }
+      if (checkpoint) ops.push({ type: 'put', key: `C!${checkpoint.name}`, value: checkpoint.cursor })
+      if (seq !== this.#lastSeq) ops.push({ type: 'put', key: 'X!seq', value: String(seq) })
+      if (ops.length > 0) await this.#db.batch(ops)
+      this.#lastSeq = seq
+      return statuses
+    })
+  }
+
+  /** Current rows of ids (undefined where not held). */
+  async rows(ids: string[]): Promise<(Row | undefined)[]> {
+    const json = await this.#db.getMany(ids.map((i) => `I!${i}`))
+    return json.map((j) => (j === undefined ? undefined : (JSON.parse(j) as Row)))
+  }
+
+  /** Model XML by content hash. */
+  async modelXml(hashes: string[]): Promise<(string | undefined)[]> {
+    return this.#db.getMany(hashes.map((h) => `M!${h}`))
+  }
+
+  /** Current model XML of ids, in order, omitting ids not held. */
+  async getModels(ids: string[]): Promise<{ row: Row; xml: string }[]> {
+    const rows = await this.rows(ids)
+    const held = rows.filter((r): r is Row => r !== undefined)
+    const xml = await this.modelXml(held.map((r) => r.h))
+    const out: { row: Row; xml: string }[] = []
+    held.forEach((row, n) => {
+      if (xml[n] !== undefined) out.push({ row, xml: xml[n]! })
+    })
+    return out
+  }
+
+  /** Of the listed versions, the ones worth fetching: not held, and not beaten by what is held. */
+  async wanted(list: Want[]): Promise<Want[]> {
+    const rows = await this.rows(list.map((w) => w.id))
+    return list.filter((w, n) => {
+      const r = rows[n]
+      return r === undefined || (r.h !== w.hash && newerThan({ u: w.timeKey, h: w.hash }, r))
+    })
+  }
+
+  /** One page of rows in store order (PROTOCOL.md §6); filters are applied exactly. */
+  async list(q: ListQuery): Promise<ListPage> {
+    let prefix = 'S!'
+    const single = q.facets.find((f) => f.values.length === 1)
+    if (single) prefix = `F!${single.facet}!${single.values[0]}\0`
+    else if (q.allow && q.allow.size === 1) prefix = `K!${[...q.allow][0]}!`
+    const rows: Row[] = []
+    let more = false
+    const it = this.#db.iterator({ gt: prefix + seqKey(q.afterSeq), lt: prefix + SEQ_END, keys: false })
+    try {
+      scan: for (;;) {
+        const batch = await it.nextv(1000)
+        if (batch.length === 0) break
+        for (const [, json] of batch) {
+          const r = JSON.parse(json!) as Row
+          if (!matches(r, q)) continue
+          if (rows.length === q.limit) {
+            more = true
+            break scan
+          }
+          rows.push(r)
+        }
+      }
+    } finally {
+      await it.close()
+    }
+    return { rows, more }
+  }
+
+  async blob(hash: string): Promise<{ bytes: Buffer; mimetype: string } | undefined> {
+    const [bytes, mimetype] = await Promise.all([this.#db.get(`B!${hash}`, { valueEncoding: 'buffer' } as any) as Promise<unknown>, this.#db.get(`BM!${hash}`)])
+    if (bytes === undefined || mimetype === undefined) return undefined
+    return { bytes: bytes as Buffer, mimetype }
+  }
+
+  /** Edges pointing at a model or blob: replies of a thread, references, … */
+  async backlinks(target: string): Promise<{ kind: string; from: string }[]> {
+    const out: { kind: string; from: string }[] = []
+    for await (const key of this.#db.keys({ gt: `R!${target}\0`, lt: `R!${target}\x01` })) {
+      const [, kind, from] = key.split('\0') as [string, string, string]
+      out.push({ kind, from })
+    }
+    return out
+  }
+
+  /** Link targets that are referenced but not held yet. */
+  async dangling(limit = 10_000): Promise<string[]> {
+    const out: string[] = []
+    for await (const key of this.#db.keys({ gt: 'D!', lt: 'D"', limit })) out.push(key.slice(2))
+    return out
+  }
+
+  async checkpoint(name: string): Promise<string | undefined> {
+    return this.#db.get(`C!${name}`)
+  }
+
+  /** The next decimal local-id for a model authored here. */
+  allocateLocalId(): Promise<string> {
+    return this.#exclusive(async () => {
+      const next = Number((await this.#db.get('X!local-id')) ?? '0') + 1
+      await this.#db.put('X!local-id', String(next))
+      return String(next)
+    })
+  }
+
+  /** Number of ids held. */
+  async count(): Promise<number> {
+    let n = 0
+    for await (const _ of this.#db.keys({ gt: 'I!', lt: 'I"' })) n++
+    return n
+  }
+}
+
+function matches(r: Row, q: ListQuery): boolean {
+  if (r.n !== q.model) return false
+  if (q.from !== undefined && r.u < q.from) return false
+  if (q.to !== undefined && r.u >= q.to) return false
+  if (q.allow && !q.allow.has(r.k)) return false
+  if (q.deny && q.deny.has(r.k)) return false
+  for (const f of q.facets) {
+    const have = r.f[f.facet]
+    if (!have || !f.values.some((v) => have.includes(v))) return false
+  }
+  return true
+}

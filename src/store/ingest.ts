@@ -1,0 +1,51 @@
+// Verify before you write: every model that enters the store (put, pull,
+// local authoring) passes here. Signatures are checked concurrently on the
+// thread pool; the survivors are committed in one batch with the caller's
+// checkpoint, and each model gets its row: stored, duplicate or rejected.
+import type { RowCode } from '../errors.js'
+import { checkAttachments, verifySignatures, type Rejection, type StagedModel } from '../model/signed.js'
+import { timeKeyFromMs } from '../protocol/time.js'
+import type { GraphStore } from './graph-store.js'
+
+export type IngestResult = { status: 'stored' | 'duplicate'; model: StagedModel } | { status: 'rejected'; code: RowCode; message: string; model: StagedModel }
+
+export interface IngestOptions {
+  /** refuse update-times further ahead of this node's clock (PROTOCOL.md §5); default 15 minutes */
+  maxFutureMs?: number
+  /** a refusal policy (sender bans, …): a code to reject with, or undefined */
+  policy?: (m: StagedModel) => Rejection | undefined
+}
+
+export const DEFAULT_MAX_FUTURE_MS = 15 * 60 * 1000
+
+export class Ingest {
+  readonly #store: GraphStore
+  readonly #maxFutureMs: number
+  readonly #policy: IngestOptions['policy']
+
+  constructor(store: GraphStore, options: IngestOptions = {}) {
+    this.#store = store
+    this.#maxFutureMs = options.maxFutureMs ?? DEFAULT_MAX_FUTURE_MS
+    this.#policy = options.policy
+  }
+
+  async accept(models: StagedModel[], checkpoint?: { name: string; cursor: string }): Promise<IngestResult[]> {
+    const limit = timeKeyFromMs(Date.now() + this.#maxFutureMs)
+    const verdicts = await Promise.all(
+      models.map(async (m): Promise<Rejection | undefined> => {
+        if (m.meta.updateTimeKey > limit) return { code: 'DIP_TIME_IN_FUTURE', message: 'update-time is too far in the future' }
+        return this.#policy?.(m) ?? checkAttachments(m) ?? (await verifySignatures(m))
+      }),
+    )
+    const good = models.filter((_, n) => verdicts[n] === undefined)
+    const statuses = await this.#store.commit(good, checkpoint)
+    let g = 0
+    return models.map((model, n): IngestResult => {
+      const v = verdicts[n]
+      if (v) return { status: 'rejected', code: v.code, message: v.message, model }
+      const s = statuses[g++]!
+      if (s === 'stale') return { status: 'rejected', code: 'DIP_MODEL_STALE', message: 'a newer version is held', model }
+      return { status: s, model }
+    })
+  }
+}
