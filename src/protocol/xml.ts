@@ -41,7 +41,8 @@ const parser = new XMLParser({
   ignoreDeclaration: true,
   ignorePiTags: true,
   removeNSPrefix: false,
-  maxNestedTags: MAX_DEPTH,
+  // fast-xml-parser counts the elements above the current one.
+  maxNestedTags: MAX_DEPTH - 1,
 })
 
 const decoder = new TextDecoder('utf-8', { fatal: true, ignoreBOM: false })

@@ -1,0 +1,82 @@
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { randomBytes } from 'node:crypto'
+import { readFileSync } from 'node:fs'
+import { join } from 'node:path'
+import fc from 'fast-check'
+import { generateKeyPair, keyPairFromSecret, portable, sign, verify, verifyAsync } from '../../src/crypto/ed25519.js'
+import { FIXTURES } from '../helpers.js'
+
+const hex = (b: Uint8Array) => Buffer.from(b).toString('hex')
+const vectors = JSON.parse(readFileSync(join(FIXTURES, 'signatures', 'rfc8032.json'), 'utf8')).vectors as {
+  secretKey: string
+  publicKey: string
+  message: string
+  signature: string
+}[]
+
+test('RFC 8032 vectors: built-in and portable implementations derive, sign and verify alike', async () => {
+  for (const v of vectors) {
+    const sk = Buffer.from(v.secretKey, 'hex')
+    const msg = Buffer.from(v.message, 'hex')
+    const sig = Buffer.from(v.signature, 'hex')
+    const pair = keyPairFromSecret(sk)
+    assert.equal(pair.publicKeyHex, v.publicKey)
+    assert.equal(hex(portable.publicKey(sk)), v.publicKey)
+    assert.equal(hex(sign(pair, msg)), v.signature)
+    assert.equal(hex(portable.sign(sk, msg)), v.signature)
+    assert.equal(verify(v.publicKey, msg, sig), true)
+    assert.equal(await verifyAsync(v.publicKey, msg, sig), true)
+    assert.equal(portable.verify(Buffer.from(v.publicKey, 'hex'), msg, sig), true)
+  }
+})
+
+test('any flipped bit of message or signature fails on both implementations', () => {
+  fc.assert(
+    fc.property(fc.uint8Array({ minLength: 0, maxLength: 200 }), fc.nat(), fc.boolean(), (msg, bitSeed, inSig) => {
+      const pair = keyPairFromSecret(Buffer.from(vectors[0]!.secretKey, 'hex'))
+      const sig = Buffer.from(sign(pair, msg))
+      const m = Buffer.from(msg)
+      const target = inSig || m.length === 0 ? sig : m
+      const bit = bitSeed % (target.length * 8)
+      target[bit >> 3]! ^= 1 << (bit & 7)
+      assert.equal(verify(pair.publicKeyHex, m, sig), false)
+      assert.equal(portable.verify(Buffer.from(pair.publicKeyHex, 'hex'), m, sig), false)
+    }),
+    { numRuns: 200 },
+  )
+})
+
+test('built-in and portable agree on random keys, messages and forged signatures', () => {
+  for (let i = 0; i < 50; i++) {
+    const pair = generateKeyPair()
+    const msg = randomBytes(i * 7)
+    const sig = sign(pair, msg)
+    assert.equal(hex(portable.sign(pair.secretKey, msg)), hex(sig), 'deterministic signatures match')
+    const forged = i % 2 === 0 ? randomBytes(64) : sig
+    const other = i % 2 === 0 ? pair.publicKeyHex : generateKeyPair().publicKeyHex
+    assert.equal(verify(other, msg, forged), portable.verify(Buffer.from(other, 'hex'), msg, forged))
+  }
+})
+
+test('strict RFC 8032: a non-canonical S (S + L) is refused by both', () => {
+  const L = (1n << 252n) + 27742317777372353535851937790883648493n
+  const pair = keyPairFromSecret(Buffer.from(vectors[1]!.secretKey, 'hex'))
+  const msg = Buffer.from('72', 'hex')
+  const sig = Buffer.from(sign(pair, msg))
+  const s = BigInt('0x' + Buffer.from(sig.subarray(32)).reverse().toString('hex'))
+  const s2 = s + L
+  assert.ok(s2 < 1n << 256n)
+  const le = Buffer.from(s2.toString(16).padStart(64, '0'), 'hex').reverse()
+  const bad = Buffer.concat([sig.subarray(0, 32), le])
+  assert.equal(verify(pair.publicKeyHex, msg, bad), false)
+  assert.equal(portable.verify(Buffer.from(pair.publicKeyHex, 'hex'), msg, bad), false)
+})
+
+test('malformed inputs verify false instead of throwing', async () => {
+  const pair = generateKeyPair()
+  assert.equal(verify(pair.publicKeyHex, Buffer.from('x'), Buffer.alloc(63)), false)
+  assert.equal(await verifyAsync(pair.publicKeyHex, Buffer.from('x'), Buffer.alloc(65)), false)
+  assert.equal(verify('zz'.repeat(32), Buffer.from('x'), Buffer.alloc(64)), false)
+  assert.equal(await verifyAsync('00'.repeat(31), Buffer.from('x'), Buffer.alloc(64)), false)
+})
