@@ -208,6 +208,8 @@ export class GraphStore {
         const cand = { u: m.meta.updateTimeKey, h: m.hash }
         const old = current.get(m.idText)
         if (old && old.h === m.hash) {
+          // Bytes of a held model's attachment may come with a later copy.
+          blobOps(m, ops, storedIds)
           statuses.push('duplicate')
           continue
         }
@@ -237,11 +239,7 @@ export class GraphStore {
         for (const k of indexKeys(row)) ops.push({ type: 'put', key: k, value: json })
         for (const k of edgeKeys(row)) ops.push({ type: 'put', key: k, value: '' })
         for (const l of m.meta.links) newTargets.add(l.target)
-        for (const [hash, bytes] of m.attachmentData) {
-          const a = m.meta.attachments.find((x) => x.hash === hash)!
-          ops.push({ type: 'put', key: `B!${hash}`, value: bytes as any, valueEncoding: 'buffer' } as any, { type: 'put', key: `BM!${hash}`, value: a.mimetype }, { type: 'del', key: `D!${hash}` })
-          storedIds.add(hash)
-        }
+        blobOps(m, ops, storedIds)
         current.set(m.idText, row)
         storedIds.add(m.idText)
         ops.push({ type: 'del', key: `D!${m.idText}` })
@@ -365,6 +363,18 @@ export class GraphStore {
     let n = 0
     for await (const _ of this.#db.keys({ gt: 'I!', lt: 'I"' })) n++
     return n
+  }
+}
+
+/** Rows for a model's verified inline attachment bytes (checked by Ingest against the signed hash and size). */
+function blobOps(m: StagedModel, ops: AbstractBatchOperation<Db, string, string>[], held: Set<string>): void {
+  for (const [hash, bytes] of m.attachmentData) {
+    const a = m.meta.attachments.find((x) => x.hash === hash)
+    if (!a) continue
+    // Per-operation encoding: blob bytes are binary, every other value is text.
+    ops.push({ type: 'put', key: `B!${hash}`, value: bytes, valueEncoding: 'buffer' } as unknown as AbstractBatchOperation<Db, string, string>)
+    ops.push({ type: 'put', key: `BM!${hash}`, value: a.mimetype }, { type: 'del', key: `D!${hash}` })
+    held.add(hash)
   }
 }
 
