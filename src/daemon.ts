@@ -51,7 +51,6 @@ export async function startDaemon(config: DaemonConfig): Promise<Daemon> {
   const token = randomBytes(32).toString('hex')
   const app = buildApp({
     ...node.deps,
-    nodeKey: node.nodeKey,
     logger: config.logger ?? false,
     local: {
       token,

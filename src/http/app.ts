@@ -3,14 +3,15 @@
 // status of PROTOCOL.md §1 and never echoes internals on a 5xx.
 import Fastify, { type FastifyError, type FastifyInstance } from 'fastify'
 import { DipError } from '../errors.js'
+import { sign, type NodeKeyPair } from '../crypto/ed25519.js'
 import { errorXml, REQUEST_VERSIONS, type Limits, type SupportedSet } from '../protocol/envelope.js'
 import { formatVersion } from '../protocol/version.js'
 import { registerSyncRoutes, sendXml, type SyncDeps } from './sync-routes.js'
 import { localStatus, registerLocalRoutes, type LocalDeps } from './local-routes.js'
 
 export interface AppDeps extends SyncDeps {
-  /** the node key, `ed25519::<hex>`, published in the manifest */
-  nodeKey: string
+  /** the node key: published in the manifest, signs every answer (PROTOCOL.md §8) */
+  key: NodeKeyPair
   /** the local API for the CLI and host applications; absent = not served */
   local?: LocalDeps | undefined
   logger?: boolean
@@ -51,6 +52,23 @@ export function buildApp(deps: AppDeps): FastifyInstance {
     routerOptions: { ignoreTrailingSlash: true, maxParamLength: 512 },
   })
   const supported = supportedSet(deps)
+  const nodeKey = `ed25519::${deps.key.publicKeyHex}`
+  const RESPONSE_PREFIX = Buffer.from('dip-response:')
+
+  // PROTOCOL.md §8: every answer under /api/sync/ (errors too, blobs not) and
+  // the manifest carry the node key and its signature over "dip-response:" +
+  // the exact body bytes. The prefix keeps a body from ever passing for
+  // signed content. One signature per answer, whatever its size.
+  app.addHook('onSend', async (request, reply, payload) => {
+    const url = request.url
+    const signed = (url.startsWith('/api/sync/') && !url.startsWith('/api/sync/blob/')) || url.split('?')[0] === '/.well-known/dip.json'
+    if (!signed) return payload
+    const body = typeof payload === 'string' ? Buffer.from(payload, 'utf8') : Buffer.isBuffer(payload) ? payload : undefined
+    if (!body) return payload
+    const sig = sign(deps.key, Buffer.concat([RESPONSE_PREFIX, body]))
+    reply.header('DIP-Node-Key', nodeKey).header('DIP-Signature', Buffer.from(sig).toString('hex'))
+    return body
+  })
 
   // Bodies arrive as bytes whatever their media type: the sync routes check
   // the type themselves (415 in the DIP envelope) and parse with the one
@@ -72,7 +90,7 @@ export function buildApp(deps: AppDeps): FastifyInstance {
 
   // PROTOCOL.md §9 (after Urbit's Beacon). Proofs and rotations come with key management.
   const manifest = JSON.stringify({
-    node: deps.nodeKey,
+    node: nodeKey,
     life: 1,
     requests: supported.requests,
     models: supported.models,

@@ -161,8 +161,15 @@ export async function pull(deps: PullDeps, options: PullOptions): Promise<PullSu
         queue.clear()
       })
     }
+    if (!answer.value.more) {
+      after = answer.value.next
+      break
+    }
+    // <more/> means the page was cut at its limit: it must bring rows and move the cursor.
+    if (answer.value.rows.length === 0 || answer.value.next === after) {
+      throw new DipError('DIP_PEER_RESPONSE_INVALID', `${client.base} answered <more/> without progress`)
+    }
     after = answer.value.next
-    if (!answer.value.more) break
     // Bounded memory: list ahead only while few batches wait.
     await queue.onSizeLessThan(2)
   }

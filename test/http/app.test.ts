@@ -22,7 +22,7 @@ const POST = { name: 'post', version: '1.1' }
 
 before(async () => {
   store = await GraphStore.openMemory()
-  app = buildApp({ store, ingest: new Ingest(store), registry, limits: { ...limits, maxListPage: 3 }, nodeKey: `ed25519::${alice.publicKeyHex}` })
+  app = buildApp({ store, ingest: new Ingest(store), registry, limits: { ...limits, maxListPage: 3 }, key: alice })
   base = await app.listen({ host: '127.0.0.1', port: 0 })
 })
 after(async () => {
@@ -213,4 +213,23 @@ test('unknown routes answer a DIP envelope; the manifest is JSON', async () => {
   const j = (await m.body.json()) as { node: string; limits: { maxIdsPerGet: number } }
   assert.equal(j.node, `ed25519::${alice.publicKeyHex}`)
   assert.equal(j.limits.maxIdsPerGet, limits.maxIdsPerGet)
+})
+
+test('every sync answer and the manifest are signed over "dip-response:" + body; blobs are not', async () => {
+  const { verify } = await import('../../src/crypto/ed25519.js')
+  const check = async (res: Awaited<ReturnType<typeof request>>) => {
+    const body = Buffer.from(await res.body.arrayBuffer())
+    assert.equal(res.headers['dip-node-key'], `ed25519::${alice.publicKeyHex}`)
+    const sig = Buffer.from(String(res.headers['dip-signature']), 'hex')
+    assert.equal(verify(alice.publicKeyHex, Buffer.concat([Buffer.from('dip-response:'), body]), sig), true)
+    assert.equal(verify(alice.publicKeyHex, body, sig), false, 'the prefix binds the purpose')
+  }
+  await check(await request(base + '/api/sync/list', { method: 'POST', body: listRequestXml(POST, '', undefined) }))
+  await check(await request(base + '/api/sync/list', { method: 'POST', body: '<oops' }))
+  await check(await request(base + '/api/sync/nope/', { method: 'POST', body: '' }))
+  await check(await request(base + '/.well-known/dip.json'))
+  const blob = await request(`${base}/api/sync/blob/sha256:${'0'.repeat(64)}`)
+  await blob.body.dump()
+  assert.equal(blob.statusCode, 404)
+  assert.equal(blob.headers['dip-signature'], undefined)
 })
