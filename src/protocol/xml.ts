@@ -37,7 +37,7 @@ const parser = new XMLParser({
   processEntities: false,
   htmlEntities: false,
   cdataPropName: '#cdata',
-  commentPropName: false,
+  commentPropName: '#comment',
   ignoreDeclaration: true,
   ignorePiTags: true,
   removeNSPrefix: false,
@@ -89,7 +89,9 @@ function convert(nodes: FxpNode[], into: XmlNode[]): void {
   let text: string | undefined
   for (const node of nodes) {
     if (Object.hasOwn(node, '#text')) {
-      text = (text ?? '') + decodeRefs(String(node['#text']))
+      const raw = String(node['#text'])
+      if (raw.indexOf(']]>') !== -1) throw new RefError('"]]>" may not stand in character data') // XML 1.0 §2.4
+      text = (text ?? '') + decodeRefs(raw)
       continue
     }
     if (Object.hasOwn(node, '#cdata')) {
@@ -97,6 +99,7 @@ function convert(nodes: FxpNode[], into: XmlNode[]): void {
       for (const part of inner) text = (text ?? '') + String(part['#text'] ?? '')
       continue
     }
+    if (Object.hasOwn(node, '#comment')) continue // comments are dropped; text around them joins
     let name: string | undefined
     for (const k in node) if (k !== ':@') name = k
     if (name === undefined) continue
@@ -111,6 +114,7 @@ function convert(nodes: FxpNode[], into: XmlNode[]): void {
       for (const [k, v] of Object.entries(rawAttrs)) {
         if (k === 'xmlns') throw new RefError('namespace declarations are not allowed')
         checkName(k)
+        if (v.indexOf('<') !== -1) throw new RefError('"<" may not stand in an attribute value') // XML 1.0 §3.1
         attrs[k] = decodeRefs(v.replace(/[\t\n]/g, ' '))
       }
     }
@@ -133,12 +137,18 @@ export function parseXml(input: Uint8Array | string): Result<XmlElement> {
       return fail('DIP_XML_INVALID', 'the body is not valid UTF-8', cause)
     }
   }
-  if (text.startsWith('<?xml')) {
+  // The declaration is `<?xml` + white space; `<?xml-stylesheet …?>` is a processing instruction.
+  if (/^<\?xml[ \t\r\n]/.test(text)) {
     const m = DECL_RE.exec(text)
     if (!m) return fail('DIP_XML_INVALID', 'malformed XML declaration')
     if (m[3] !== undefined && m[3].toLowerCase() !== 'utf-8') return fail('DIP_XML_INVALID', `encoding ${m[3]} is not UTF-8`)
     text = text.slice(m[0].length)
+    if (/^<\?xml[ \t\r\n?]/i.test(text)) return fail('DIP_XML_INVALID', 'a second XML declaration')
   }
+  // Character data after the root element (fast-xml-parser would drop it silently).
+  let end = text.length - 1
+  while (end >= 0 && (text[end] === ' ' || text[end] === '\t' || text[end] === '\n' || text[end] === '\r')) end--
+  if (text[end] !== '>') return fail('DIP_XML_INVALID', 'text after the root element')
   if (BAD_CHAR_RE.test(text)) return fail('DIP_XML_INVALID', 'the body holds a character XML 1.0 does not allow')
   if (hasDoctype(text)) return fail('DIP_XML_INVALID', 'DOCTYPE is not allowed')
   if (text.indexOf('\r') !== -1) text = text.replace(/\r\n?/g, '\n')
