@@ -9,6 +9,7 @@ import type { LocalFilter } from '../node.js'
 import type { PullProgress, PullSummary } from '../sync/pull.js'
 import { withNode } from './target.js'
 import { ProgressView } from './progress.js'
+import { prettyXml } from './pretty.js'
 
 const DEFAULT_DATA = process.env.DIPD_DATA ?? './dipd-data'
 const collect = (v: string, prev: string[] = []) => [...prev, v]
@@ -162,13 +163,14 @@ program
   .description('a model as XML')
   .addOption(dataOption())
   .argument('<id>', 'global id key-type::key::local-id')
-  .action(async (id: string, o: { data: string }) => {
+  .option('--pretty', 'indent for reading (the signed bytes are the unindented form)')
+  .action(async (id: string, o: { data: string; pretty?: boolean }) => {
     const xml = await withNode(o.data, {
       local: (node) => node.show(id),
       remote: async (api) => (await api.json<{ xml: string }>('GET', `/api/local/models/${encodeURIComponent(id)}`)).xml,
     })
     if (xml === undefined) throw new DipError('DIP_NOT_FOUND', `no model ${id}`)
-    process.stdout.write(xml + '\n')
+    process.stdout.write((o.pretty ? prettyXml(xml) : xml) + '\n')
   })
 
 function fail(e: unknown): never {

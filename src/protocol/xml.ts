@@ -10,9 +10,14 @@
 // literal tab/LF in attribute values become spaces, as XML 1.0 §2.11 and
 // §3.3.3 require; `&#13;`, `&#10;` and `&#9;` survive as the characters.
 //
-// fast-xml-parser does the tokenizing; its validator checks well-formedness
-// first (the parser itself is lenient). Everything returns a Result.
-import { XMLParser, XMLValidator } from 'fast-xml-parser'
+// One strict pass builds the tree. fast-xml-parser (the stack's parser) needs
+// its validator as a second pass because its parser is lenient, drops text
+// after a self-closing root, lets `<` stand in attribute values and `]]>` in
+// text, refuses names beyond U+FFFF, and its tree needs a third pass to merge
+// text and decode references: three times the cost on the bulk path
+// (bench/pull-stages.ts). It stays in the tests as an oracle: on every
+// well-formed document both must build the same tree (test/unit/xml-oracle).
+// Everything returns a Result; nothing here throws on input.
 import { fail, ok, type Result } from '../errors.js'
 
 export interface XmlElement {
@@ -26,103 +31,166 @@ export type XmlNode = XmlElement | string
 
 export const MAX_DEPTH = 64
 
-const parser = new XMLParser({
-  preserveOrder: true,
-  ignoreAttributes: false,
-  attributeNamePrefix: '',
-  allowBooleanAttributes: false,
-  trimValues: false,
-  parseTagValue: false,
-  parseAttributeValue: false,
-  processEntities: false,
-  htmlEntities: false,
-  cdataPropName: '#cdata',
-  commentPropName: '#comment',
-  ignoreDeclaration: true,
-  ignorePiTags: true,
-  removeNSPrefix: false,
-  // fast-xml-parser counts the elements above the current one.
-  maxNestedTags: MAX_DEPTH - 1,
-})
-
 const decoder = new TextDecoder('utf-8', { fatal: true, ignoreBOM: false })
 // XML 1.0 §2.2 Char, as a "not allowed" class (lone surrogates cannot
 // survive the fatal UTF-8 decode).
 const BAD_CHAR_RE = /[\x00-\x08\x0B\x0C\x0E-\x1F\uFFFE\uFFFF]/
-const DECL_RE = /^<\?xml[ \t\r\n]+version[ \t\r\n]*=[ \t\r\n]*(["'])1\.[0-9]+\1(?:[ \t\r\n]+encoding[ \t\r\n]*=[ \t\r\n]*(["'])([A-Za-z][A-Za-z0-9._-]*)\2)?(?:[ \t\r\n]+standalone[ \t\r\n]*=[ \t\r\n]*(["'])(?:yes|no)\4)?[ \t\r\n]*\?>/
+const DECL_RE = /^<\?xml[ \t\n]+version[ \t\n]*=[ \t\n]*(["'])1\.[0-9]+\1(?:[ \t\n]+encoding[ \t\n]*=[ \t\n]*(["'])([A-Za-z][A-Za-z0-9._-]*)\2)?(?:[ \t\n]+standalone[ \t\n]*=[ \t\n]*(["'])(?:yes|no)\4)?[ \t\n]*\?>/
 const REF_RE = /&(?:(amp|lt|gt|quot|apos)|#([0-9]{1,7})|#x([0-9a-fA-F]{1,6}));|&/g
 const NAMED: Record<string, string> = { amp: '&', lt: '<', gt: '>', quot: '"', apos: "'" }
 const WS_ONLY_RE = /^[ \t\r\n]*$/
+// XML 1.0 (5th edition) §2.3 Name, without ':' (no namespaces in DIP).
+const NAME_START = 'A-Z_a-z\\u00C0-\\u00D6\\u00D8-\\u00F6\\u00F8-\\u02FF\\u0370-\\u037D\\u037F-\\u1FFF\\u200C-\\u200D\\u2070-\\u218F\\u2C00-\\u2FEF\\u3001-\\uD7FF\\uF900-\\uFDCF\\uFDF0-\\uFFFD\\u{10000}-\\u{EFFFF}'
+const NAME_RE = new RegExp(`[${NAME_START}:][${NAME_START}:\\-.0-9\\u00B7\\u0300-\\u036F\\u203F-\\u2040]*`, 'uy')
 
 function isXmlChar(cp: number): boolean {
   return cp === 0x9 || cp === 0xa || cp === 0xd || (cp >= 0x20 && cp <= 0xd7ff) || (cp >= 0xe000 && cp <= 0xfffd) || (cp >= 0x10000 && cp <= 0x10ffff)
 }
 
-class RefError extends Error {}
+class SyntaxErr extends Error {}
 
 /** Expands the built-in entities and character references; any other `&` is an error. */
 function decodeRefs(raw: string): string {
   if (raw.indexOf('&') === -1) return raw
   return raw.replace(REF_RE, (whole, named: string | undefined, dec: string | undefined, hex: string | undefined) => {
     if (named !== undefined) return NAMED[named]!
-    if (dec === undefined && hex === undefined) throw new RefError(`undefined entity or bare & near ${JSON.stringify(whole)}`)
+    if (dec === undefined && hex === undefined) throw new SyntaxErr(`undefined entity or bare & near ${JSON.stringify(whole)}`)
     const cp = dec !== undefined ? Number(dec) : parseInt(hex!, 16)
-    if (!isXmlChar(cp)) throw new RefError(`character reference to a non-XML character ${cp}`)
+    if (!isXmlChar(cp)) throw new SyntaxErr(`character reference to a non-XML character ${cp}`)
     return String.fromCodePoint(cp)
   })
 }
 
-/** True if a `<!DOCTYPE` stands outside comments and CDATA sections. */
-function hasDoctype(text: string): boolean {
-  if (text.indexOf('<!DOCTYPE') === -1) return false
-  const stripped = text.replace(/<!--[\s\S]*?-->/g, '').replace(/<!\[CDATA\[[\s\S]*?\]\]>/g, '')
-  return stripped.indexOf('<!DOCTYPE') !== -1
-}
+const isWs = (c: number) => c === 0x20 || c === 0x0a || c === 0x09 || c === 0x0d
 
-function checkName(name: string): void {
-  if (name.indexOf(':') !== -1) throw new RefError(`namespaced name ${JSON.stringify(name)} is not allowed`)
-}
-
-type FxpNode = Record<string, unknown>
-
-function convert(nodes: FxpNode[], into: XmlNode[]): void {
-  let text: string | undefined
-  for (const node of nodes) {
-    if (Object.hasOwn(node, '#text')) {
-      const raw = String(node['#text'])
-      if (raw.indexOf(']]>') !== -1) throw new RefError('"]]>" may not stand in character data') // XML 1.0 §2.4
-      text = (text ?? '') + decodeRefs(raw)
-      continue
-    }
-    if (Object.hasOwn(node, '#cdata')) {
-      const inner = node['#cdata'] as FxpNode[]
-      for (const part of inner) text = (text ?? '') + String(part['#text'] ?? '')
-      continue
-    }
-    if (Object.hasOwn(node, '#comment')) continue // comments are dropped; text around them joins
-    let name: string | undefined
-    for (const k in node) if (k !== ':@') name = k
-    if (name === undefined) continue
-    if (text !== undefined) {
-      into.push(text)
-      text = undefined
-    }
-    checkName(name)
-    const attrs: Record<string, string> = Object.create(null)
-    const rawAttrs = node[':@'] as Record<string, string> | undefined
-    if (rawAttrs) {
-      for (const [k, v] of Object.entries(rawAttrs)) {
-        if (k === 'xmlns') throw new RefError('namespace declarations are not allowed')
-        checkName(k)
-        if (v.indexOf('<') !== -1) throw new RefError('"<" may not stand in an attribute value') // XML 1.0 §3.1
-        attrs[k] = decodeRefs(v.replace(/[\t\n]/g, ' '))
-      }
-    }
-    const el: XmlElement = { name, attrs, children: [] }
-    convert(node[name] as FxpNode[], el.children)
-    into.push(el)
+/** The tree of a document whose characters are already checked and whose line ends are normalised. */
+function parseDocument(s: string): XmlElement {
+  const n = s.length
+  const stack: XmlElement[] = []
+  let root: XmlElement | undefined
+  let text = ''
+  let hasText = false
+  let i = 0
+  const err = (msg: string): never => {
+    throw new SyntaxErr(`${msg} (offset ${i})`)
   }
-  if (text !== undefined) into.push(text)
+  const name = (at: number): string => {
+    NAME_RE.lastIndex = at
+    const m = NAME_RE.exec(s)
+    if (m === null) return err('a name is expected')
+    if (m[0].indexOf(':') !== -1) err(`namespaced name ${JSON.stringify(m[0].slice(0, 64))} is not allowed`)
+    return m[0]
+  }
+  const flush = () => {
+    if (hasText) {
+      stack[stack.length - 1]!.children.push(text)
+      text = ''
+      hasText = false
+    }
+  }
+  while (i < n) {
+    const lt = s.indexOf('<', i)
+    const end = lt === -1 ? n : lt
+    if (end > i) {
+      const chunk = s.slice(i, end)
+      if (stack.length === 0) {
+        if (!WS_ONLY_RE.test(chunk)) err(root ? 'text after the root element' : 'text before the root element')
+      } else {
+        if (chunk.indexOf(']]>') !== -1) err('"]]>" may not stand in character data') // §2.4
+        text += decodeRefs(chunk)
+        hasText = true
+      }
+      i = end
+    }
+    if (lt === -1) break
+    const c = s.charCodeAt(i + 1)
+    if (c === 0x2f) {
+      // </name S?>
+      const nm = name(i + 2)
+      let j = i + 2 + nm.length
+      while (j < n && isWs(s.charCodeAt(j))) j++
+      if (s.charCodeAt(j) !== 0x3e) err('malformed end tag')
+      const open = stack[stack.length - 1]
+      if (!open || open.name !== nm) err(`end tag </${nm.slice(0, 64)}> does not match`)
+      flush()
+      stack.pop()
+      i = j + 1
+    } else if (c === 0x21) {
+      if (s.startsWith('<!--', i)) {
+        const e = s.indexOf('-->', i + 4)
+        if (e === -1) err('unclosed comment')
+        if (s.slice(i + 4, e).indexOf('--') !== -1 || s.charCodeAt(e - 1) === 0x2d) err('"--" inside a comment') // §2.5
+        i = e + 3
+      } else if (s.startsWith('<![CDATA[', i)) {
+        if (stack.length === 0) err('CDATA outside the root element')
+        const e = s.indexOf(']]>', i + 9)
+        if (e === -1) err('unclosed CDATA section')
+        text += s.slice(i + 9, e)
+        hasText = true
+        i = e + 3
+      } else err('DOCTYPE and other declarations are not allowed')
+    } else if (c === 0x3f) {
+      // <?target …?>: dropped; `xml` in any case is reserved (§2.6)
+      const target = name(i + 2)
+      if (target.toLowerCase() === 'xml') err('an XML declaration may only stand first')
+      const after = i + 2 + target.length
+      const e = s.indexOf('?>', after)
+      if (e === -1) err('unclosed processing instruction')
+      if (e !== after && !isWs(s.charCodeAt(after))) err('malformed processing instruction')
+      i = e + 2
+    } else {
+      if (stack.length === 0 && root) err('a document has exactly one root element')
+      const nm = name(i + 1)
+      let j = i + 1 + nm.length
+      const attrs: Record<string, string> = Object.create(null)
+      let selfClosing = false
+      for (;;) {
+        const before = j
+        while (j < n && isWs(s.charCodeAt(j))) j++
+        const ch = s.charCodeAt(j)
+        if (ch === 0x3e) {
+          j++
+          break
+        }
+        if (ch === 0x2f && s.charCodeAt(j + 1) === 0x3e) {
+          selfClosing = true
+          j += 2
+          break
+        }
+        if (j === before) err('white space is needed between attributes')
+        const an = name(j)
+        if (an === 'xmlns') err('namespace declarations are not allowed')
+        j += an.length
+        while (j < n && isWs(s.charCodeAt(j))) j++
+        if (s.charCodeAt(j) !== 0x3d) err(`attribute ${an.slice(0, 64)} has no value`)
+        j++
+        while (j < n && isWs(s.charCodeAt(j))) j++
+        const q = s.charCodeAt(j)
+        if (q !== 0x22 && q !== 0x27) err('attribute values are quoted')
+        const e = s.indexOf(q === 0x22 ? '"' : "'", j + 1)
+        if (e === -1) err('unclosed attribute value')
+        const raw = s.slice(j + 1, e)
+        if (raw.indexOf('<') !== -1) err('"<" may not stand in an attribute value') // §3.1
+        if (an in attrs) err(`attribute ${an.slice(0, 64)} repeated`)
+        attrs[an] = decodeRefs(raw.indexOf('\t') === -1 && raw.indexOf('\n') === -1 ? raw : raw.replace(/[\t\n]/g, ' '))
+        j = e + 1
+      }
+      const el: XmlElement = { name: nm, attrs, children: [] }
+      if (stack.length === 0) root = el
+      else {
+        flush()
+        stack[stack.length - 1]!.children.push(el)
+      }
+      if (!selfClosing) {
+        stack.push(el)
+        if (stack.length > MAX_DEPTH) err(`nesting deeper than ${MAX_DEPTH}`)
+      }
+      i = j
+    }
+  }
+  if (stack.length > 0) err(`element <${stack[stack.length - 1]!.name.slice(0, 64)}> is not closed`)
+  if (!root) err('no root element')
+  return root!
 }
 
 /** Parses one DIP XML document (bytes or an already decoded string). */
@@ -137,41 +205,21 @@ export function parseXml(input: Uint8Array | string): Result<XmlElement> {
       return fail('DIP_XML_INVALID', 'the body is not valid UTF-8', cause)
     }
   }
+  if (BAD_CHAR_RE.test(text)) return fail('DIP_XML_INVALID', 'the body holds a character XML 1.0 does not allow')
+  if (text.indexOf('\r') !== -1) text = text.replace(/\r\n?/g, '\n')
   // The declaration is `<?xml` + white space; `<?xml-stylesheet …?>` is a processing instruction.
-  if (/^<\?xml[ \t\r\n]/.test(text)) {
+  if (/^<\?xml[ \t\n]/.test(text)) {
     const m = DECL_RE.exec(text)
     if (!m) return fail('DIP_XML_INVALID', 'malformed XML declaration')
     if (m[3] !== undefined && m[3].toLowerCase() !== 'utf-8') return fail('DIP_XML_INVALID', `encoding ${m[3]} is not UTF-8`)
     text = text.slice(m[0].length)
-    if (/^<\?xml[ \t\r\n?]/i.test(text)) return fail('DIP_XML_INVALID', 'a second XML declaration')
   }
-  // Character data after the root element (fast-xml-parser would drop it silently).
-  let end = text.length - 1
-  while (end >= 0 && (text[end] === ' ' || text[end] === '\t' || text[end] === '\n' || text[end] === '\r')) end--
-  if (text[end] !== '>') return fail('DIP_XML_INVALID', 'text after the root element')
-  if (BAD_CHAR_RE.test(text)) return fail('DIP_XML_INVALID', 'the body holds a character XML 1.0 does not allow')
-  if (hasDoctype(text)) return fail('DIP_XML_INVALID', 'DOCTYPE is not allowed')
-  if (text.indexOf('\r') !== -1) text = text.replace(/\r\n?/g, '\n')
-  const valid = XMLValidator.validate(text, { allowBooleanAttributes: false })
-  if (valid !== true) return fail('DIP_XML_INVALID', `not well-formed XML: ${valid.err.msg} (line ${valid.err.line})`)
-  let tree: FxpNode[]
   try {
-    tree = parser.parse(text) as FxpNode[]
+    return ok(parseDocument(text))
   } catch (cause) {
-    return fail('DIP_XML_INVALID', cause instanceof Error && /nested/i.test(cause.message) ? `nesting deeper than ${MAX_DEPTH}` : 'not well-formed XML', cause)
-  }
-  const top: XmlNode[] = []
-  try {
-    convert(tree, top)
-  } catch (cause) {
-    if (cause instanceof RefError) return fail('DIP_XML_INVALID', cause.message)
+    if (cause instanceof SyntaxErr) return fail('DIP_XML_INVALID', `not well-formed XML: ${cause.message}`)
     throw cause
   }
-  const roots = top.filter((n): n is XmlElement => typeof n !== 'string')
-  if (roots.length !== 1 || top.some((n) => typeof n === 'string' && !WS_ONLY_RE.test(n))) {
-    return fail('DIP_XML_INVALID', 'a document has exactly one root element')
-  }
-  return ok(roots[0]!)
 }
 
 // ---- reading helpers (element trees are untrusted: never throw) ----

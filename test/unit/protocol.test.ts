@@ -7,6 +7,7 @@ import { EPOCH, MAX_TIME, parseContentTime, parseFilterTime, timeKeyFromMs } fro
 import { isCompatible, parseVersion } from '../../src/protocol/version.js'
 import { MAX_DEPTH, parseXml, type XmlElement } from '../../src/protocol/xml.js'
 import { postModel, type PostFields } from '../../src/model/post/post.js'
+import { xmlTree as tree } from '../arbitraries.js'
 
 function code(r: { ok: boolean; error?: { code: string } }): string | undefined {
   return r.ok ? undefined : r.error!.code
@@ -67,16 +68,6 @@ test('canonical form: escapes, whitespace, attribute order by code point', () =>
     '<c B="5" a="&quot;&lt;&#9;&#10;&#13;" z="1" \u00e9="2" \uFB01="4"><t>  </t><x>&#13;&gt;é</x> mixed <e/></c>',
   )
 })
-
-const xmlName = fc.stringMatching(/^[a-z][a-z0-9-]{0,6}$/)
-const xmlText = fc.string({ unit: fc.constantFrom('a', ' ', '\n', '\t', '\r', '&', '<', '>', '"', 'é', '\u{1F600}', ']]>'), maxLength: 12 })
-const tree: fc.Arbitrary<XmlElement> = fc.letrec((tie) => ({
-  el: fc.record({
-    name: xmlName,
-    attrs: fc.dictionary(xmlName, xmlText, { maxKeys: 3 }).map((d) => Object.assign(Object.create(null), d) as Record<string, string>),
-    children: fc.array(fc.oneof({ depthSize: 'small' }, xmlText, tie('el') as fc.Arbitrary<XmlElement>), { maxLength: 4 }),
-  }),
-})).el as fc.Arbitrary<XmlElement>
 
 test('property: the canonical form is a fixed point of parse + canonicalize', () => {
   fc.assert(

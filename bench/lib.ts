@@ -1,0 +1,269 @@
+// Shared bench plumbing: argument parsing, temp folders, daemons as child
+// processes (found through DIR/daemon.json), RSS sampling from /proc, and
+// the output format (a table on stdout plus one `BENCH_JSON {…}` line).
+//
+// Every wait here is bounded in count and in time; children are killed on
+// every way out (normal end, error, SIGINT/SIGTERM).
+import { spawn, type ChildProcess } from 'node:child_process'
+import { mkdtemp, readFile, rm } from 'node:fs/promises'
+import { readdirSync, readFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { dirname, join, resolve } from 'node:path'
+import { fileURLToPath } from 'node:url'
+
+/** A bench: one question, one function. `args` are passed through from the command line. */
+export interface Bench {
+  name: string
+  question: string
+  run(args: string[]): Promise<Record<string, unknown>>
+}
+
+/** `--name value` or `--name=value`; undefined if absent. */
+export function argValue(args: string[], name: string): string | undefined {
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i]!
+    if (a === `--${name}`) return args[i + 1]
+    if (a.startsWith(`--${name}=`)) return a.slice(name.length + 3)
+  }
+  return undefined
+}
+
+export function argFlag(args: string[], name: string): boolean {
+  return args.includes(`--${name}`)
+}
+
+export function argInt(args: string[], name: string, dflt: number, min: number, max: number): number {
+  const v = argValue(args, name)
+  if (v === undefined) return dflt
+  const n = Number(v)
+  if (!Number.isInteger(n) || n < min || n > max) throw new TypeError(`--${name} must be an integer in ${min}..${max}, got ${v}`)
+  return n
+}
+
+/** dist/bench/ -> dist/src/cli/main.js (both live under dist/ after `tsc -p .`). */
+export const CLI_JS = resolve(dirname(fileURLToPath(import.meta.url)), '../src/cli/main.js')
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
+
+// ---- temp folders and children, cleaned up on every way out ----
+
+const tempDirs = new Set<string>()
+const children = new Set<ChildProcess>()
+
+export async function tempDir(label: string): Promise<string> {
+  const d = await mkdtemp(join(tmpdir(), `dipd-bench-${label}-`))
+  tempDirs.add(d)
+  return d
+}
+
+export async function cleanup(): Promise<void> {
+  await Promise.all([...children].map((c) => stopChild(c)))
+  for (const d of tempDirs) await rm(d, { recursive: true, force: true, maxRetries: 3 })
+  tempDirs.clear()
+}
+
+/** Synchronous last resort (process 'exit'): SIGKILL what is left; temp folders are removed by cleanup(). */
+function killAllSync(): void {
+  for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL')
+}
+
+let handlersInstalled = false
+export function installExitHandlers(): void {
+  if (handlersInstalled) return
+  handlersInstalled = true
+  process.once('exit', killAllSync)
+  for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+    process.once(sig, () => {
+      process.stderr.write(`\n${sig}: stopping children, removing temp folders\n`)
+      cleanup().finally(() => process.exit(130))
+    })
+  }
+}
+
+export interface Daemon {
+  child: ChildProcess
+  pid: number
+  url: string
+  token: string
+  dataDir: string
+  stderr(): string
+}
+
+function exited(c: ChildProcess): boolean {
+  return c.exitCode !== null || c.signalCode !== null
+}
+
+/** SIGTERM (the daemon closes its store and exits), then SIGKILL after `graceMs`. */
+export async function stopChild(c: ChildProcess, graceMs = 5000): Promise<void> {
+  if (!exited(c)) {
+    const done = new Promise<void>((r) => c.once('exit', () => r()))
+    c.kill('SIGTERM')
+    const t = setTimeout(() => c.kill('SIGKILL'), graceMs)
+    await done
+    clearTimeout(t)
+  }
+  children.delete(c)
+}
+
+/** `dipd serve --data DIR --port 0` as a child; resolves once DIR/daemon.json names this child. */
+export async function startDaemonChild(dataDir: string, opts: { nodeArgs?: string[]; timeoutMs?: number } = {}): Promise<Daemon> {
+  const child = spawn(process.execPath, [...(opts.nodeArgs ?? []), CLI_JS, 'serve', '--data', dataDir, '--port', '0', '--host', '127.0.0.1'], {
+    stdio: ['ignore', 'ignore', 'pipe'],
+  })
+  children.add(child)
+  let err = ''
+  child.stderr!.setEncoding('utf8')
+  child.stderr!.on('data', (s: string) => {
+    if (err.length < 64 * 1024) err += s
+  })
+  const deadline = Date.now() + (opts.timeoutMs ?? 20_000)
+  while (Date.now() < deadline) {
+    if (exited(child)) throw new Error(`dipd serve --data ${dataDir} exited (${child.exitCode ?? child.signalCode}) before it served:\n${err}`)
+    try {
+      const info = JSON.parse(await readFile(join(dataDir, 'daemon.json'), 'utf8')) as { pid: number; url: string; token: string }
+      if (info.pid === child.pid && info.url.startsWith('http://127.0.0.1:')) {
+        return { child, pid: child.pid, url: info.url, token: info.token, dataDir, stderr: () => err }
+      }
+    } catch {
+      /* not written yet */
+    }
+    await sleep(25)
+  }
+  throw new Error(`dipd serve --data ${dataDir} wrote no daemon.json within ${opts.timeoutMs ?? 20_000} ms:\n${err}`)
+}
+
+// ---- memory ----
+
+function procStatusKb(pid: number, field: 'VmRSS' | 'VmHWM'): number | undefined {
+  try {
+    const m = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(readFileSync(`/proc/${pid}/status`, 'utf8'))
+    return m ? Number(m[1]) : undefined
+  } catch {
+    return undefined
+  }
+}
+
+/** Samples VmRSS of some pids every `everyMs`; `stop()` returns the peaks (MB), VmHWM included where readable. */
+export function sampleRss(pids: number[], everyMs = 100): { stop(): Record<number, { peakRssMb: number; hwmMb: number | undefined }> } {
+  const peak = new Map<number, number>(pids.map((p) => [p, 0]))
+  const tick = () => {
+    for (const p of pids) {
+      const kb = procStatusKb(p, 'VmRSS')
+      if (kb !== undefined && kb > peak.get(p)!) peak.set(p, kb)
+    }
+  }
+  tick()
+  const timer = setInterval(tick, everyMs)
+  timer.unref()
+  return {
+    stop() {
+      tick()
+      clearInterval(timer)
+      const out: Record<number, { peakRssMb: number; hwmMb: number | undefined }> = {}
+      for (const p of pids) {
+        const hwm = procStatusKb(p, 'VmHWM')
+        out[p] = { peakRssMb: round(peak.get(p)! / 1024, 1), hwmMb: hwm === undefined ? undefined : round(hwm / 1024, 1) }
+      }
+      return out
+    },
+  }
+}
+
+// ---- CPU time per thread (Linux /proc; clock ticks of 10 ms) ----
+
+const TICK_MS = 10
+
+/** CPU ms per thread of a process, keyed `tid comm` (comm: node = main thread, libuv-worker, V8 DefaultWorke…). */
+export function threadCpu(pid: number): Map<string, { comm: string; ms: number }> {
+  const out = new Map<string, { comm: string; ms: number }>()
+  let tids: string[]
+  try {
+    tids = readdirSync(`/proc/${pid}/task`)
+  } catch {
+    return out
+  }
+  for (const tid of tids) {
+    try {
+      const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8')
+      const close = stat.lastIndexOf(')')
+      const comm = stat.slice(stat.indexOf('(') + 1, close)
+      const f = stat.slice(close + 2).split(' ') // f[0] is field 3 (state); utime is field 14, stime 15
+      out.set(tid, { comm: tid === String(pid) ? 'main' : comm, ms: (Number(f[11]) + Number(f[12])) * TICK_MS })
+    } catch {
+      /* thread ended */
+    }
+  }
+  return out
+}
+
+/** CPU ms per thread between two snapshots, largest first: `[tid, ms]` (main thread tid = pid). */
+export function threadDeltas(before: Map<string, { comm: string; ms: number }>, after: Map<string, { comm: string; ms: number }>): [string, number][] {
+  return [...after]
+    .map(([tid, a]): [string, number] => [tid, a.ms - (before.get(tid)?.ms ?? 0)])
+    .filter(([, ms]) => ms > 0)
+    .sort((x, y) => y[1] - x[1])
+}
+
+/**
+ * CPU ms used between two threadCpu snapshots, by thread kind: main (the JS
+ * thread), pool (libuv workers: async crypto.verify, LevelDB reads and
+ * writes), v8 (GC and compiler helpers), other (LevelDB's compaction thread…).
+ */
+export function cpuDelta(before: Map<string, { comm: string; ms: number }>, after: Map<string, { comm: string; ms: number }>): Record<string, number> {
+  const byKind: Record<string, number> = {}
+  for (const [tid, a] of after) {
+    const d = a.ms - (before.get(tid)?.ms ?? 0)
+    if (d <= 0) continue
+    const kind = a.comm === 'main' ? 'main' : /libuv/.test(a.comm) ? 'pool' : /V8|DefaultWork/i.test(a.comm) ? 'v8' : 'other'
+    byKind[kind] = (byKind[kind] ?? 0) + d
+  }
+  return byKind
+}
+
+/**
+ * How many cores this process can get right now: two threads spin for `ms`
+ * and their CPU time is divided by the wall time (2.0 = both cores free;
+ * less means other work on the machine takes its share). Context for noisy figures.
+ */
+export async function coresAvailable(ms = 500): Promise<number> {
+  const { Worker } = await import('node:worker_threads')
+  const code = `const { parentPort } = require('node:worker_threads')
+    const t = Date.now(); let x = 0; while (Date.now() - t < ${ms}) { for (let i = 0; i < 1e4; i++) x += Math.sqrt(i) }
+    parentPort.postMessage(x)`
+  const c0 = process.cpuUsage()
+  const t0 = performance.now()
+  await Promise.all(
+    [0, 1].map(
+      () =>
+        new Promise<void>((res, rej) => {
+          const w = new Worker(code, { eval: true })
+          w.once('message', () => void w.terminate().then(() => res()))
+          w.once('error', rej)
+        }),
+    ),
+  )
+  const c = process.cpuUsage(c0)
+  return round((c.user + c.system) / 1000 / (performance.now() - t0), 2)
+}
+
+// ---- output ----
+
+export function round(x: number, digits = 0): number {
+  const f = 10 ** digits
+  return Math.round(x * f) / f
+}
+
+export function fmt(x: number, digits = 0): string {
+  return x.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits })
+}
+
+/** A two- or three-column table: label, figure, note. */
+export function table(title: string, rows: [string, string, string?][]): string {
+  const w0 = Math.max(...rows.map((r) => r[0].length))
+  const w1 = Math.max(...rows.map((r) => r[1].length))
+  const lines = [title, '-'.repeat(Math.min(100, title.length))]
+  for (const [a, b, c] of rows) lines.push(`${a.padEnd(w0)}  ${b.padStart(w1)}${c ? `  ${c}` : ''}`)
+  return lines.join('\n') + '\n'
+}
+
+export { sleep }

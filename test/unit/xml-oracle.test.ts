@@ -1,0 +1,113 @@
+// fast-xml-parser (with its validator) as an oracle for dipd's own parser:
+// on every well-formed document both must build the same tree, and every
+// document the oracle's validator refuses, dipd refuses too.
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { readdirSync, readFileSync } from 'node:fs'
+import { join } from 'node:path'
+import fc from 'fast-check'
+import { XMLParser, XMLValidator } from 'fast-xml-parser'
+import { canonicalize } from '../../src/protocol/canonical.js'
+import { parseXml, type XmlElement, type XmlNode } from '../../src/protocol/xml.js'
+import { FIXTURES } from '../helpers.js'
+import { xmlTree as tree } from '../arbitraries.js'
+
+const oracle = new XMLParser({
+  preserveOrder: true,
+  ignoreAttributes: false,
+  attributeNamePrefix: '',
+  allowBooleanAttributes: false,
+  trimValues: false,
+  parseTagValue: false,
+  parseAttributeValue: false,
+  processEntities: false,
+  cdataPropName: '#cdata',
+  commentPropName: '#comment',
+  ignoreDeclaration: true,
+  ignorePiTags: true,
+})
+
+const NAMED: Record<string, string> = { amp: '&', lt: '<', gt: '>', quot: '"', apos: "'" }
+const decode = (s: string) =>
+  s.replace(/&(?:(amp|lt|gt|quot|apos)|#([0-9]+)|#x([0-9a-fA-F]+));/g, (_, n: string | undefined, d: string | undefined, h: string | undefined) =>
+    n ? NAMED[n]! : String.fromCodePoint(d ? Number(d) : parseInt(h!, 16)),
+  )
+
+type Fxp = Record<string, unknown>
+function fromOracle(nodes: Fxp[]): XmlNode[] {
+  const out: XmlNode[] = []
+  let text: string | undefined
+  for (const node of nodes) {
+    if ('#text' in node) text = (text ?? '') + decode(String(node['#text']))
+    else if ('#cdata' in node) text = (text ?? '') + (node['#cdata'] as Fxp[]).map((p) => String(p['#text'] ?? '')).join('')
+    else if ('#comment' in node) continue
+    else {
+      const name = Object.keys(node).find((k) => k !== ':@')!
+      if (text !== undefined) out.push(text)
+      text = undefined
+      const attrs: Record<string, string> = Object.create(null)
+      for (const [k, v] of Object.entries((node[':@'] as Record<string, string>) ?? {})) attrs[k] = decode(v.replace(/[\t\n]/g, ' '))
+      out.push({ name, attrs, children: fromOracle(node[name] as Fxp[]) })
+    }
+  }
+  if (text !== undefined) out.push(text)
+  return out
+}
+
+function oracleTree(doc: string): XmlElement | undefined {
+  const body = doc.replace(/^\ufeff/, '').replace(/\r\n?/g, '\n')
+  if (XMLValidator.validate(body) !== true) return undefined
+  const top = fromOracle(oracle.parse(body) as Fxp[]).filter((n): n is XmlElement => typeof n !== 'string')
+  return top.length === 1 ? top[0] : undefined
+}
+
+const plain = (n: XmlNode): unknown => (typeof n === 'string' ? n : { name: n.name, attrs: { ...n.attrs }, children: n.children.map(plain) })
+
+function* xmlFiles(dir: string): Generator<string> {
+  for (const e of readdirSync(dir, { withFileTypes: true })) {
+    if (e.isDirectory()) yield* xmlFiles(join(dir, e.name))
+    else if (e.name.endsWith('.xml')) yield join(dir, e.name)
+  }
+}
+
+test('oracle: every fixture dipd accepts builds the same tree in fast-xml-parser', () => {
+  let compared = 0
+  for (const file of xmlFiles(FIXTURES)) {
+    const doc = readFileSync(file, 'utf8')
+    const ours = parseXml(doc)
+    if (!ours.ok) continue
+    const theirs = oracleTree(doc)
+    assert.ok(theirs, `the oracle refuses what dipd accepts: ${file}`)
+    assert.deepEqual(plain(ours.value), plain(theirs), file)
+    compared++
+  }
+  assert.ok(compared > 100, `compared ${compared} fixtures`)
+})
+
+test('oracle: every fixture the oracle refuses, dipd refuses too', () => {
+  let refused = 0
+  for (const file of xmlFiles(FIXTURES)) {
+    const doc = readFileSync(file, 'utf8')
+    if (/^(\ufeff)?<\?xml/.test(doc) || doc.includes('<!DOCTYPE')) continue // the oracle reads declarations and DTDs its own way
+    if (XMLValidator.validate(doc.replace(/\r\n?/g, '\n')) === true) continue
+    assert.equal(parseXml(doc).ok, false, file)
+    refused++
+  }
+  assert.ok(refused > 0)
+})
+
+test('oracle: random documents (canonical, pretty-printed, with comments and CDATA) parse alike', () => {
+  fc.assert(
+    fc.property(tree, fc.constantFrom('canonical', 'pretty', 'decorated'), (el, style) => {
+      let doc = canonicalize(el)
+      if (style === 'pretty') doc = doc.replace(/></g, '>\n  <')
+      if (style === 'decorated') doc = `<?xml version="1.0" encoding="UTF-8"?>\n<!-- head -->\n${doc.replace(/^(<[^>]*[^/]>)/, '$1<![CDATA[x&y]]><!-- c --><?pi data?>')}\n`
+      const ours = parseXml(doc)
+      const theirs = oracleTree(doc)
+      assert.ok(ours.ok, doc)
+      assert.ok(theirs, doc)
+      assert.deepEqual(plain(ours.value), plain(theirs))
+    }),
+    { numRuns: 400 },
+  )
+})
