@@ -30,7 +30,7 @@ import { authorModel, stageModel, type StagedModel } from '../src/model/signed.j
 import { postModel, type PostFields } from '../src/model/post/post.js'
 import { generateKeyPair, verify, verifyAsync, type NodeKeyPair } from '../src/crypto/ed25519.js'
 import { parseXml } from '../src/protocol/xml.js'
-import { readGetAnswer } from '../src/protocol/envelope.js'
+import { DEFAULT_LIMITS, readGetAnswer } from '../src/protocol/envelope.js'
 import type { GlobalId } from '../src/protocol/id.js'
 import type { PullSummary } from '../src/sync/pull.js'
 import { summariseProfiles } from './cpuprofile.js'
@@ -87,7 +87,7 @@ export async function seed(dataDir: string, n: number): Promise<Seeded> {
   const node = await openNode({ dataDir })
   try {
     const { registry, limits, ingest } = node.deps
-    const pairs: NodeKeyPair[] = [node.deps.key, generateKeyPair(), generateKeyPair(), generateKeyPair()]
+    const pairs: NodeKeyPair[] = [node.deps.identity.current, generateKeyPair(), generateKeyPair(), generateKeyPair()]
     const rand = rng(42)
     const openings: GlobalId[] = []
     const all: GlobalId[] = []
@@ -169,7 +169,7 @@ function parseRate(xml: string[], registry: Parameters<typeof stageModel>[1], re
     if (!models.ok) throw models.error
     const t1 = performance.now()
     for (const el of models.value) {
-      const s = stageModel(el, registry, { maxContentBytes: 65536 })
+      const s = stageModel(el, registry, DEFAULT_LIMITS)
       if (!s.ok) throw new Error(`baseline: stageModel rejected ${s.rejection.code}`)
     }
     parseMs += t1 - t0

@@ -4,8 +4,10 @@
 import { randomBytes } from 'node:crypto'
 import type { FastifyInstance } from 'fastify'
 import { buildApp } from './http/app.js'
-import { initDataDir, removeDaemonInfo, storePath, writeDaemonInfo } from './data-dir.js'
-import { DEFAULT_LIMITS, type Limits } from './protocol/envelope.js'
+import { initDataDir, removeDaemonInfo, saveIdentity, storePath, writeDaemonInfo } from './data-dir.js'
+import type { Limits } from './protocol/envelope.js'
+import { loadSettings, type RateLimit } from './settings.js'
+import type { NodeKeyPair } from './crypto/ed25519.js'
 import { ModelRegistry } from './model/registry.js'
 import { postModel } from './model/post/post.js'
 import { GraphStore } from './store/graph-store.js'
@@ -18,25 +20,41 @@ export function defaultRegistry(): ModelRegistry {
 
 export interface NodeConfig {
   dataDir: string
+  /** over DIR/settings.json */
   limits?: Partial<Limits>
-  /** refuse update-times further ahead than this (ms); default 15 minutes */
-  maxFutureMs?: number
+  /** refuse update-times further ahead than this (seconds); over DIR/settings.json */
+  maxFutureSeconds?: number
+  /** a key to import when DIR is new (a pool sharing one key) */
+  importKey?: NodeKeyPair
+  /** the models this node speaks (default: post) */
+  registry?: ModelRegistry
 }
 
 export interface DaemonConfig extends NodeConfig {
   host?: string
   port?: number
   logger?: boolean
+  /** over DIR/settings.json; max 0 = off */
+  rateLimit?: RateLimit
 }
 
 /** Opens (and if needed initialises) a data folder as a node. */
-export async function openNode(config: NodeConfig): Promise<DipNode & { close(): Promise<void> }> {
-  const key = await initDataDir(config.dataDir)
+export async function openNode(config: NodeConfig): Promise<DipNode & { close(): Promise<void>; rateLimit: RateLimit }> {
+  const identity = await initDataDir(config.dataDir, config.importKey)
+  const settings = await loadSettings(config.dataDir)
   const store = await GraphStore.openLevel(storePath(config.dataDir))
-  const limits = { ...DEFAULT_LIMITS, ...config.limits }
-  const ingest = new Ingest(store, config.maxFutureMs === undefined ? {} : { maxFutureMs: config.maxFutureMs })
-  const node = new DipNode({ store, ingest, registry: defaultRegistry(), limits, key })
-  return Object.assign(node, { close: () => store.close() })
+  const limits = { ...settings.limits, ...config.limits }
+  const ingest = new Ingest(store, { maxFutureMs: 1000 * (config.maxFutureSeconds ?? settings.maxFutureSeconds) })
+  for (const k of await store.bannedKeys()) ingest.banned.add(k)
+  const node = new DipNode({
+    store,
+    ingest,
+    registry: config.registry ?? defaultRegistry(),
+    limits,
+    identity,
+    saveIdentity: () => saveIdentity(config.dataDir, identity),
+  })
+  return Object.assign(node, { close: () => store.close(), rateLimit: settings.rateLimit })
 }
 
 export interface Daemon {
@@ -52,13 +70,8 @@ export async function startDaemon(config: DaemonConfig): Promise<Daemon> {
   const app = buildApp({
     ...node.deps,
     logger: config.logger ?? false,
-    local: {
-      token,
-      author: (model, fields) => node.author(model, fields),
-      list: (filter) => node.list(filter),
-      show: (id) => node.show(id),
-      pull: (from, filter, onProgress) => node.pull(from, filter, onProgress),
-    },
+    rateLimit: config.rateLimit ?? node.rateLimit,
+    local: { token, node },
   })
   let url: string
   try {

@@ -1,6 +1,8 @@
 // The data folder of a node:
 //
-//   DIR/node.key      the node's ed25519 key: JSON {type, secretKey, publicKey} (hex), mode 0600
+//   DIR/node.key      the node's identity, mode 0600: JSON {type, secretKey, publicKey (hex),
+//                     life, previous: [{secretKey, publicKey, life}], rotations, proofs}
+//   DIR/settings.json optional: limits, clock skew, rate limit (settings.ts)
 //   DIR/store/        the LevelDB graph store
 //   DIR/daemon.json   while `dipd serve` runs: {pid, url, token}, mode 0600; the
 //                     token guards the loopback-only local API (/api/local/)
@@ -12,6 +14,8 @@ import { mkdir, open, readFile, rename, rm, stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import { DipError } from './errors.js'
 import { generateKeyPair, keyPairFromSecret, type NodeKeyPair } from './crypto/ed25519.js'
+import { NodeIdentity } from './trust/identity.js'
+import type { Proof, Rotation } from './trust/chain.js'
 
 export const keyPath = (dir: string) => join(dir, 'node.key')
 export const storePath = (dir: string) => join(dir, 'store')
@@ -29,21 +33,48 @@ async function writeFileAtomic(path: string, data: string, mode: number): Promis
   await rename(tmp, path)
 }
 
-/** Creates DIR and its key if missing; returns the key. Idempotent. */
-export async function initDataDir(dir: string): Promise<NodeKeyPair> {
+/** Creates DIR and its key if missing (or imports `importKey`); returns the identity. Idempotent. */
+export async function initDataDir(dir: string, importKey?: NodeKeyPair): Promise<NodeIdentity> {
   await mkdir(dir, { recursive: true, mode: 0o700 })
-  const existing = await loadKey(dir).catch((e: unknown) => {
-    if (e instanceof DipError && e.message.startsWith('no key')) return undefined
-    throw e
-  })
-  if (existing) return existing
-  const pair = generateKeyPair()
-  const json = JSON.stringify({ type: 'ed25519', secretKey: Buffer.from(pair.secretKey).toString('hex'), publicKey: pair.publicKeyHex }, null, 2) + '\n'
-  await writeFileAtomic(keyPath(dir), json, 0o600)
+  if (await dataDirExists(dir)) return loadIdentity(dir)
+  const identity = new NodeIdentity({ current: importKey ?? generateKeyPair() })
+  await saveIdentity(dir, identity)
+  return identity
+}
+
+interface KeyFile {
+  type: 'ed25519'
+  secretKey: string
+  publicKey: string
+  life?: number
+  previous?: { secretKey: string; publicKey: string; life: number }[]
+  rotations?: Rotation[]
+  proofs?: Proof[]
+}
+
+const hex = (b: Uint8Array) => Buffer.from(b).toString('hex')
+
+function pairFrom(secretKey: unknown, publicKey: unknown): NodeKeyPair {
+  if (typeof secretKey !== 'string' || !/^[0-9a-f]{64}$/.test(secretKey)) throw new Error('bad secret key')
+  const pair = keyPairFromSecret(Buffer.from(secretKey, 'hex'))
+  if (publicKey !== undefined && publicKey !== pair.publicKeyHex) throw new Error('public key does not match the secret key')
   return pair
 }
 
-export async function loadKey(dir: string): Promise<NodeKeyPair> {
+export async function saveIdentity(dir: string, id: NodeIdentity): Promise<void> {
+  const file: KeyFile = {
+    type: 'ed25519',
+    secretKey: hex(id.current.secretKey),
+    publicKey: id.current.publicKeyHex,
+    life: id.life,
+    previous: id.previous.map((p) => ({ secretKey: hex(p.pair.secretKey), publicKey: p.pair.publicKeyHex, life: p.life })),
+    rotations: id.rotations,
+    proofs: id.proofs,
+  }
+  await writeFileAtomic(keyPath(dir), JSON.stringify(file, null, 2) + '\n', 0o600)
+}
+
+export async function loadIdentity(dir: string): Promise<NodeIdentity> {
   let text: string
   try {
     text = await readFile(keyPath(dir), 'utf8')
@@ -52,13 +83,34 @@ export async function loadKey(dir: string): Promise<NodeKeyPair> {
     throw new DipError('DIP_DATA_INVALID', `cannot read the key in ${dir}`, { cause })
   }
   try {
-    const j = JSON.parse(text) as { type?: string; secretKey?: string; publicKey?: string }
-    if (j.type !== 'ed25519' || !/^[0-9a-f]{64}$/.test(j.secretKey ?? '')) throw new Error('bad key fields')
-    const pair = keyPairFromSecret(Buffer.from(j.secretKey!, 'hex'))
-    if (j.publicKey !== undefined && j.publicKey !== pair.publicKeyHex) throw new Error('public key does not match the secret key')
-    return pair
+    const j = JSON.parse(text) as KeyFile
+    if (j.type !== 'ed25519') throw new Error('unknown key type')
+    return new NodeIdentity({
+      current: pairFrom(j.secretKey, j.publicKey),
+      life: Number.isInteger(j.life) ? j.life! : 1,
+      previous: (j.previous ?? []).map((p) => ({ pair: pairFrom(p.secretKey, p.publicKey), life: p.life })),
+      rotations: j.rotations ?? [],
+      proofs: j.proofs ?? [],
+    })
   } catch (cause) {
     throw new DipError('DIP_DATA_INVALID', `the key file ${keyPath(dir)} is damaged`, { cause })
+  }
+}
+
+/** Reads a key to import (`dipd init --key-file`): a dipd key file, or 64 hex digits of a secret key. */
+export async function readKeyFile(path: string): Promise<NodeKeyPair> {
+  let text: string
+  try {
+    text = (await readFile(path, 'utf8')).trim()
+  } catch (cause) {
+    throw new DipError('DIP_USAGE', `cannot read the key file ${path}`, { cause })
+  }
+  try {
+    if (/^[0-9a-f]{64}$/.test(text)) return keyPairFromSecret(Buffer.from(text, 'hex'))
+    const j = JSON.parse(text) as KeyFile
+    return pairFrom(j.secretKey, j.publicKey)
+  } catch (cause) {
+    throw new DipError('DIP_USAGE', `${path} holds no ed25519 secret key`, { cause })
   }
 }
 

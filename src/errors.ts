@@ -59,6 +59,20 @@ export const LOCAL_CODES = {
   DIP_DATA_LOCKED: { transient: true },
   /** the local API refused the token or the address */
   DIP_LOCAL_FORBIDDEN: { transient: false },
+  /** a peer answered signed by another key than the pinned one, with no valid rotation to it (PROTOCOL.md §8) */
+  DIP_PEER_KEY_CHANGED: { transient: false },
+  /** a peer's answer lacks DIP-Node-Key / DIP-Signature, or the signature does not verify */
+  DIP_PEER_SIGNATURE_INVALID: { transient: false },
+  /** a rotation in the peer's chain does not verify */
+  DIP_ROTATION_SIGNATURE_INVALID: { transient: false },
+  /** a rotation in the peer's chain does not grow the life */
+  DIP_ROTATION_LIFE_INVALID: { transient: false },
+  /** the peer's chain names two different successors of one key */
+  DIP_ROTATION_FORK: { transient: false },
+  /** a proof for the peer's host does not verify or names a key the peer does not hold */
+  DIP_PROOF_INVALID: { transient: false },
+  /** no request or model version both sides speak */
+  DIP_PEER_INCOMPATIBLE: { transient: false },
 } as const satisfies Record<string, { transient: boolean }>
 
 export type WireCodeName = keyof typeof WIRE_CODES

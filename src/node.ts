@@ -8,8 +8,10 @@ import type { FacetFilter } from './model/types.js'
 import { formatId, parseIdText, type GlobalId } from './protocol/id.js'
 import { EPOCH, formatNow, parseFilterTime } from './protocol/time.js'
 import type { Limits } from './protocol/envelope.js'
-import type { NodeKeyPair } from './crypto/ed25519.js'
-import type { GraphStore, Row } from './store/graph-store.js'
+import type { NodeIdentity } from './trust/identity.js'
+import { checkNodeKey, type Proof, type Rotation } from './trust/chain.js'
+import type { GraphStore, PeerRecord, Row } from './store/graph-store.js'
+import { DipClient } from './sync/client.js'
 import type { Ingest } from './store/ingest.js'
 import { pull, type PullFilter, type PullProgress, type PullSummary } from './sync/pull.js'
 
@@ -35,7 +37,9 @@ export interface NodeDeps {
   ingest: Ingest
   registry: ModelRegistry
   limits: Limits
-  key: NodeKeyPair
+  identity: NodeIdentity
+  /** writes the identity back to DIR/node.key after a rotation or a new proof */
+  saveIdentity: () => Promise<void>
 }
 
 function facetsOf(f: LocalFilter): FacetFilter {
@@ -49,8 +53,8 @@ function facetsOf(f: LocalFilter): FacetFilter {
   return facets
 }
 
-function checkKeys(keys: string[] | undefined, flag: string): string[] | undefined {
-  for (const k of keys ?? []) if (!/^[0-9a-f]{64}$/.test(k.replace(/^ed25519::/, ''))) throw new DipError('DIP_FILTER_INVALID', `${flag}: ${k} is not a 64-hex key`)
+function checkKeys(keys: string[] | undefined, flag: string, code: 'DIP_FILTER_INVALID' | 'DIP_USAGE' = 'DIP_FILTER_INVALID'): string[] | undefined {
+  for (const k of keys ?? []) if (!/^[0-9a-f]{64}$/.test(k.replace(/^ed25519::/, ''))) throw new DipError(code, `${flag}: ${k} is not a 64-hex key`)
   return keys?.map((k) => k.replace(/^ed25519::/, ''))
 }
 
@@ -69,12 +73,13 @@ export class DipNode {
   }
 
   get nodeKey(): string {
-    return `ed25519::${this.deps.key.publicKeyHex}`
+    return this.deps.identity.nodeKey
   }
 
   /** Signs and stores a model authored here; returns its global id. */
   async author(modelName: string, input: unknown): Promise<{ id: string; hash: string }> {
-    const { registry, store, ingest, limits, key } = this.deps
+    const { registry, store, ingest, limits, identity } = this.deps
+    const key = identity.current
     const def = registry.get(modelName)
     if (!def) throw new DipError('DIP_MODEL_NOT_SUPPORTED', `model ${modelName} is not registered`)
     const checked = def.checkFields(input)
@@ -129,5 +134,64 @@ export class DipNode {
     filterTime(filter.since, '--since')
     filterTime(filter.until, '--until')
     return pull(this.deps, { from, model: filter.model ?? 'post', filter: pf, ...(onProgress ? { onProgress } : {}) })
+  }
+
+  async peers(): Promise<PeerRecord[]> {
+    return this.deps.store.peers()
+  }
+
+  /** Accepts a peer's new key after the operator checked it: the given one, or the one its manifest names now. */
+  async repin(url: string, key?: string): Promise<{ url: string; from: string | undefined; to: string }> {
+    const client = new DipClient(url)
+    if (key !== undefined) checkNodeKey(key, '--key')
+    const to = key ?? (await client.manifest())?.node
+    if (to === undefined) throw new DipError('DIP_PEER_RESPONSE_INVALID', `${client.base} publishes no manifest: give the key with --key`)
+    const old = await this.deps.store.peer(client.base)
+    const now = new Date().toISOString()
+    await this.deps.store.savePeer({ pulls: 0, stored: 0, rejected: 0, ...old, url: client.base, key: to, life: 1, pinnedAt: now, proof: undefined })
+    return { url: client.base, from: old?.key, to }
+  }
+
+  /** Per-peer sender policy: only models by `allow` keys (when given), never by `deny` keys. */
+  async setPeer(url: string, policy: { allow?: string[] | undefined; deny?: string[] | undefined }): Promise<PeerRecord> {
+    const base = new DipClient(url).base
+    const old = await this.deps.store.peer(base)
+    if (!old) throw new DipError('DIP_NOT_FOUND', `no peer ${base} yet: pull from it first`)
+    const rec = { ...old, allow: checkKeys(policy.allow, '--allow', 'DIP_USAGE'), deny: checkKeys(policy.deny, '--deny', 'DIP_USAGE') }
+    await this.deps.store.savePeer(rec)
+    return rec
+  }
+
+  /** A new node key; the old one signs the rotation, published in the manifest. */
+  async rotateKey(): Promise<Rotation> {
+    const rotation = this.deps.identity.rotate()
+    await this.deps.saveIdentity()
+    return rotation
+  }
+
+  async addProof(turf: string): Promise<Proof> {
+    if (!/^[A-Za-z0-9.-]{1,253}$/.test(turf)) throw new DipError('DIP_USAGE', `--turf ${turf} is not a host name`)
+    const proof = this.deps.identity.addProof(turf.toLowerCase())
+    await this.deps.saveIdentity()
+    return proof
+  }
+
+  /** Bans a sender key node-wide: its models are removed, never served, refused on put, skipped on pull. */
+  async ban(key: string): Promise<{ key: string; removed: number }> {
+    const [hex] = checkKeys([key], 'ban', 'DIP_USAGE')!
+    const removed = await this.deps.store.ban(hex!)
+    this.deps.ingest.banned.add(hex!)
+    return { key: hex!, removed }
+  }
+
+  async unban(key: string): Promise<{ key: string }> {
+    const [hex] = checkKeys([key], 'unban', 'DIP_USAGE')!
+    await this.deps.store.unban(hex!)
+    this.deps.ingest.banned.delete(hex!)
+    return { key: hex! }
+  }
+
+  async bans(): Promise<string[]> {
+    return this.deps.store.bannedKeys()
   }
 }

@@ -16,6 +16,7 @@ import { fileURLToPath } from 'node:url'
 import { request } from 'undici'
 import type { FastifyInstance } from 'fastify'
 import { WIRE_CODES, isWireCode, type WireCode } from '../src/errors.js'
+import { NodeIdentity } from '../src/trust/identity.js'
 import { buildApp } from '../src/http/app.js'
 import { defaultRegistry } from '../src/daemon.js'
 import { GraphStore } from '../src/store/graph-store.js'
@@ -69,7 +70,7 @@ interface TestNode {
 
 async function startNode(): Promise<TestNode> {
   const store = await GraphStore.openMemory()
-  const app = buildApp({ store, ingest: new Ingest(store), registry, limits: DEFAULT_LIMITS, key: NODE_PAIR })
+  const app = buildApp({ store, ingest: new Ingest(store), registry, limits: DEFAULT_LIMITS, identity: new NodeIdentity({ current: NODE_PAIR }) })
   await app.listen({ host: '127.0.0.1', port: 0 })
   const addr = app.server.address()
   assert.ok(addr && typeof addr === 'object')

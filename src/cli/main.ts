@@ -3,10 +3,12 @@
 // non-zero (1 for a failed operation, 2 for a usage mistake).
 import { Command, CommanderError, Option } from 'commander'
 import { DipError } from '../errors.js'
-import { initDataDir } from '../data-dir.js'
+import { initDataDir, readKeyFile } from '../data-dir.js'
 import { startDaemon } from '../daemon.js'
 import type { LocalFilter } from '../node.js'
 import type { PullProgress, PullSummary } from '../sync/pull.js'
+import type { PeerRecord } from '../store/graph-store.js'
+import type { LocalOp } from '../http/local-routes.js'
 import { withNode } from './target.js'
 import { ProgressView } from './progress.js'
 import { prettyXml } from './pretty.js'
@@ -74,9 +76,10 @@ program
   .command('init')
   .description('create the data folder and its node key; prints the node key')
   .addOption(dataOption())
-  .action(async (o: { data: string }) => {
-    const pair = await initDataDir(o.data)
-    process.stdout.write(`ed25519::${pair.publicKeyHex}\n`)
+  .option('--key-file <file>', 'import this secret key (a dipd key file, or 64 hex digits) instead of generating one: nodes of a pool may share a key')
+  .action(async (o: { data: string; keyFile?: string }) => {
+    const identity = await initDataDir(o.data, o.keyFile === undefined ? undefined : await readKeyFile(o.keyFile))
+    process.stdout.write(`${identity.nodeKey}\n`)
   })
 
 program
@@ -171,6 +174,106 @@ program
     })
     if (xml === undefined) throw new DipError('DIP_NOT_FOUND', `no model ${id}`)
     process.stdout.write((o.pretty ? prettyXml(xml) : xml) + '\n')
+  })
+
+/** Runs an operation of the node, in the daemon if one holds DIR (POST /api/local/call). */
+function op<T>(dir: string, name: LocalOp, ...args: unknown[]): Promise<T> {
+  return withNode(dir, {
+    local: (node) => (node[name] as (...a: unknown[]) => Promise<T>).apply(node, args),
+    remote: async (api) => (await api.json<{ result: T }>('POST', '/api/local/call', { op: name, args })).result,
+  })
+}
+
+const print = (json: boolean | undefined, value: unknown, text: () => string) => process.stdout.write((json ? JSON.stringify(value) : text()) + '\n')
+
+const peers = program.command('peers').description("the peers this node synced with: pinned key, life, proof, last sync, counts, sender policy")
+peers
+  .command('list', { isDefault: true })
+  .description('show every peer (the default)')
+  .addOption(dataOption())
+  .option('--json', 'print JSON')
+  .action(async (o: { data: string; json?: boolean }) => {
+    const list = await op<PeerRecord[]>(o.data, 'peers')
+    print(o.json, list, () =>
+      list.length === 0
+        ? 'no peers yet'
+        : list
+            .map((p) =>
+              [
+                p.url,
+                `  key       ${p.key} (life ${p.life}, pinned ${p.pinnedAt})`,
+                `  proof     ${p.proof ? `${p.proof.turf} (life ${p.proof.life})` : '-'}`,
+                `  last sync ${p.lastSync ?? '-'}; pulls ${p.pulls}, stored ${p.stored}, rejected ${p.rejected}`,
+                ...(p.allow ? [`  allow     ${p.allow.join(' ')}`] : []),
+                ...(p.deny && p.deny.length > 0 ? [`  deny      ${p.deny.join(' ')}`] : []),
+              ].join('\n'),
+            )
+            .join('\n'),
+    )
+  })
+peers
+  .command('repin')
+  .description("accept a peer's new node key after checking it: the one given, or the one its manifest names now")
+  .addOption(dataOption())
+  .argument('<url>', 'base URL of the peer')
+  .option('--key <key>', 'pin exactly this key (ed25519::<hex>)')
+  .action(async (url: string, o: { data: string; key?: string }) => {
+    const r = await op<{ url: string; from?: string; to: string }>(o.data, 'repin', url, o.key)
+    process.stdout.write(`${r.url}: pinned ${r.to}${r.from && r.from !== r.to ? ` (was ${r.from})` : ''}\n`)
+  })
+peers
+  .command('set')
+  .description('sender policy for one peer: take only models by --allow keys (if any), never by --deny keys')
+  .addOption(dataOption())
+  .argument('<url>', 'base URL of the peer')
+  .option('--allow <key>', 'take only this sender key (repeatable)', collect)
+  .option('--deny <key>', 'never this sender key (repeatable)', collect)
+  .action(async (url: string, o: { data: string; allow?: string[]; deny?: string[] }) => {
+    const r = await op<PeerRecord>(o.data, 'setPeer', url, { allow: o.allow, deny: o.deny })
+    process.stdout.write(`${r.url}: allow ${r.allow?.join(' ') ?? 'all'}; deny ${r.deny?.join(' ') || 'none'}\n`)
+  })
+
+program
+  .command('proof')
+  .description('proofs of this node: `proof add --turf HOST` signs dip-proof:<turf>:<life>, published in the manifest')
+  .argument('<action>', 'add')
+  .addOption(dataOption())
+  .requiredOption('--turf <host>', 'the host name peers reach this node at')
+  .action(async (action: string, o: { data: string; turf: string }) => {
+    if (action !== 'add') throw new DipError('DIP_USAGE', `unknown proof action ${action} (add)`)
+    const p = await op<{ turf: string; life: number; key: string }>(o.data, 'addProof', o.turf)
+    process.stdout.write(`proof for ${p.turf}, life ${p.life}, key ${p.key}\n`)
+  })
+
+program
+  .command('key')
+  .description('`key rotate`: a new node key, with a rotation signed by the old one (peers follow it without a manual step)')
+  .argument('<action>', 'rotate')
+  .addOption(dataOption())
+  .action(async (action: string, o: { data: string }) => {
+    if (action !== 'rotate') throw new DipError('DIP_USAGE', `unknown key action ${action} (rotate)`)
+    const r = await op<{ from: string; to: string; life: number }>(o.data, 'rotateKey')
+    process.stdout.write(`rotated ${r.from} -> ${r.to} (life ${r.life})\n`)
+  })
+
+program
+  .command('ban')
+  .description('ban a sender key node-wide: its models are removed, never served, refused on put and skipped on pull')
+  .addOption(dataOption())
+  .argument('<key>', 'sender key (64 hex or ed25519::<hex>)')
+  .action(async (key: string, o: { data: string }) => {
+    const r = await op<{ key: string; removed: number }>(o.data, 'ban', key)
+    process.stdout.write(`banned ${r.key}; removed ${r.removed} models\n`)
+  })
+
+program
+  .command('unban')
+  .description('lift a ban (removed models come back only with a later pull)')
+  .addOption(dataOption())
+  .argument('<key>', 'sender key')
+  .action(async (key: string, o: { data: string }) => {
+    const r = await op<{ key: string }>(o.data, 'unban', key)
+    process.stdout.write(`unbanned ${r.key}\n`)
   })
 
 function fail(e: unknown): never {

@@ -3,15 +3,19 @@
 // status of PROTOCOL.md §1 and never echoes internals on a 5xx.
 import Fastify, { type FastifyError, type FastifyInstance } from 'fastify'
 import { DipError } from '../errors.js'
-import { sign, type NodeKeyPair } from '../crypto/ed25519.js'
+import rateLimit from '@fastify/rate-limit'
+import { sign } from '../crypto/ed25519.js'
+import type { NodeIdentity } from '../trust/identity.js'
 import { errorXml, REQUEST_VERSIONS, type Limits, type SupportedSet } from '../protocol/envelope.js'
 import { formatVersion } from '../protocol/version.js'
 import { registerSyncRoutes, sendXml, type SyncDeps } from './sync-routes.js'
 import { localStatus, registerLocalRoutes, type LocalDeps } from './local-routes.js'
 
 export interface AppDeps extends SyncDeps {
-  /** the node key: published in the manifest, signs every answer (PROTOCOL.md §8) */
-  key: NodeKeyPair
+  /** the node's keys: the current one signs every answer (PROTOCOL.md §8); the manifest publishes life, rotations, proofs */
+  identity: NodeIdentity
+  /** sync requests per client address and window; absent or max 0 = no limit */
+  rateLimit?: { max: number; windowSeconds: number } | undefined
   /** the local API for the CLI and host applications; absent = not served */
   local?: LocalDeps | undefined
   logger?: boolean
@@ -52,7 +56,7 @@ export function buildApp(deps: AppDeps): FastifyInstance {
     routerOptions: { ignoreTrailingSlash: true, maxParamLength: 512 },
   })
   const supported = supportedSet(deps)
-  const nodeKey = `ed25519::${deps.key.publicKeyHex}`
+  const { identity } = deps
   const RESPONSE_PREFIX = Buffer.from('dip-response:')
 
   // PROTOCOL.md §8: every answer under /api/sync/ (errors too, blobs not) and
@@ -65,16 +69,23 @@ export function buildApp(deps: AppDeps): FastifyInstance {
     if (!signed) return payload
     const body = typeof payload === 'string' ? Buffer.from(payload, 'utf8') : Buffer.isBuffer(payload) ? payload : undefined
     if (!body) return payload
-    const sig = sign(deps.key, Buffer.concat([RESPONSE_PREFIX, body]))
-    reply.header('DIP-Node-Key', nodeKey).header('DIP-Signature', Buffer.from(sig).toString('hex'))
+    const key = identity.current
+    const sig = sign(key, Buffer.concat([RESPONSE_PREFIX, body]))
+    reply.header('DIP-Node-Key', `ed25519::${key.publicKeyHex}`).header('DIP-Signature', Buffer.from(sig).toString('hex'))
     return body
   })
 
-  // Bodies arrive as bytes whatever their media type: the sync routes check
-  // the type themselves (415 in the DIP envelope) and parse with the one
-  // hardened XML parser; the local API reads JSON.
-  app.removeAllContentTypeParsers()
-  app.addContentTypeParser('*', { parseAs: 'buffer' }, (_req, body, done) => done(null, body))
+  // PROTOCOL.md §1: 429 in the DIP envelope, per client address. The local
+  // API (loopback and token) is not limited.
+  const rl = deps.rateLimit
+  if (rl && rl.max > 0) {
+    app.register(rateLimit, {
+      max: rl.max,
+      timeWindow: rl.windowSeconds * 1000,
+      allowList: (request) => request.url.startsWith('/api/local/'),
+      errorResponseBuilder: (_request, context) => new DipError('DIP_RATE_LIMITED', `over ${context.max} requests in ${Math.round(rl.windowSeconds)} s; retry after ${context.after}`),
+    })
+  }
 
   app.setErrorHandler((error, request, reply) => {
     const e = toDipError(error)
@@ -88,19 +99,34 @@ export function buildApp(deps: AppDeps): FastifyInstance {
     return sendXml(reply, 404, errorXml(new DipError('DIP_NOT_FOUND', `no route ${request.method} ${request.url.split('?')[0]!.slice(0, 200)}`), supported))
   })
 
-  // PROTOCOL.md §9 (after Urbit's Beacon). Proofs and rotations come with key management.
-  const manifest = JSON.stringify({
-    node: nodeKey,
-    life: 1,
-    requests: supported.requests,
-    models: supported.models,
-    limits,
-    proofs: [],
-    rotations: [],
+  // PROTOCOL.md §9 (after Urbit's Beacon): built per request, since a key
+  // rotation or a new proof changes it while the daemon runs.
+  const published = {
+    ...limits,
+    maxFutureSeconds: deps.ingest.maxFutureSeconds,
+    ...(rl && rl.max > 0 ? { rateLimitMax: rl.max, rateLimitWindowSeconds: rl.windowSeconds } : {}),
+  }
+  // Routes live in a child scope registered after the rate limiter, so that
+  // its hooks cover them. Bodies arrive as bytes whatever their media type:
+  // the sync routes check the type themselves (415 in the DIP envelope) and
+  // parse with the one hardened XML parser; the local API reads JSON.
+  app.register(async (scope) => {
+    scope.removeAllContentTypeParsers()
+    scope.addContentTypeParser('*', { parseAs: 'buffer' }, (_req, body, done) => done(null, body))
+    scope.get('/.well-known/dip.json', async (_request, reply) => {
+      const manifest = {
+        node: identity.nodeKey,
+        life: identity.life,
+        requests: supported.requests,
+        models: supported.models,
+        limits: published,
+        proofs: identity.proofs,
+        rotations: identity.rotations,
+      }
+      return reply.header('content-type', 'application/json; charset=utf-8').send(JSON.stringify(manifest))
+    })
+    registerSyncRoutes(scope, deps)
+    if (deps.local) registerLocalRoutes(scope, deps.local)
   })
-  app.get('/.well-known/dip.json', async (_request, reply) => reply.header('content-type', 'application/json; charset=utf-8').send(manifest))
-
-  registerSyncRoutes(app, deps)
-  if (deps.local) registerLocalRoutes(app, deps.local)
   return app
 }

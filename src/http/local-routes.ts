@@ -6,17 +6,36 @@
 //   GET  /api/local/models/:id    -> {id, xml}
 //   POST /api/local/list          {filter} -> {rows:[{id, updateTime, hash}]}
 //   POST /api/local/pull          {from, filter} -> NDJSON: {"progress":…}… then {"summary":…} or {"error":…}
+//   POST /api/local/call          {op, args} -> {result}: the CLI's other commands (peers, repin,
+//                                 setPeer, rotateKey, addProof, ban, unban, bans), run in the daemon
 import { timingSafeEqual } from 'node:crypto'
 import type { FastifyInstance } from 'fastify'
 import { DipError } from '../errors.js'
 
-export interface LocalDeps {
-  token: string
+/** What the local API can ask of the node (DipNode implements it). */
+export interface LocalNode {
   author(model: string, fields: unknown): Promise<{ id: string; hash: string }>
   list(filter: Record<string, unknown>): Promise<unknown[]>
   show(id: string): Promise<string | undefined>
   pull(from: string, filter: Record<string, unknown>, onProgress: (p: unknown) => void): Promise<unknown>
+  peers(): Promise<unknown>
+  repin(url: string, key?: string): Promise<unknown>
+  setPeer(url: string, policy: { allow?: string[]; deny?: string[] }): Promise<unknown>
+  rotateKey(): Promise<unknown>
+  addProof(turf: string): Promise<unknown>
+  ban(key: string): Promise<unknown>
+  unban(key: string): Promise<unknown>
+  bans(): Promise<unknown>
 }
+
+export interface LocalDeps {
+  token: string
+  node: LocalNode
+}
+
+/** Operations of POST /api/local/call, with their argument counts. */
+export const LOCAL_OPS = { peers: 0, repin: 2, setPeer: 2, rotateKey: 0, addProof: 1, ban: 1, unban: 1, bans: 0 } as const
+export type LocalOp = keyof typeof LOCAL_OPS
 
 const LOCAL_STATUS: Record<string, number> = {
   DIP_LOCAL_FORBIDDEN: 403,
@@ -59,19 +78,19 @@ export function registerLocalRoutes(app: FastifyInstance, deps: LocalDeps): void
 
   app.post('/api/local/models', async (request) => {
     const body = readJson(request.body)
-    return deps.author(typeof body.model === 'string' ? body.model : 'post', body.fields)
+    return deps.node.author(typeof body.model === 'string' ? body.model : 'post', body.fields)
   })
 
   app.get('/api/local/models/:id', async (request) => {
     const id = (request.params as { id: string }).id
-    const xml = await deps.show(id)
+    const xml = await deps.node.show(id)
     if (xml === undefined) throw new DipError('DIP_NOT_FOUND', `no model ${id}`)
     return { id, xml }
   })
 
   app.post('/api/local/list', async (request) => {
     const body = readJson(request.body)
-    return { rows: await deps.list((body.filter ?? {}) as Record<string, unknown>) }
+    return { rows: await deps.node.list((body.filter ?? {}) as Record<string, unknown>) }
   })
 
   app.post('/api/local/pull', async (request, reply) => {
@@ -82,7 +101,7 @@ export function registerLocalRoutes(app: FastifyInstance, deps: LocalDeps): void
     res.writeHead(200, { 'content-type': 'application/x-ndjson' })
     let last = 0
     try {
-      const summary = await deps.pull(body.from, (body.filter ?? {}) as Record<string, unknown>, (p) => {
+      const summary = await deps.node.pull(body.from, (body.filter ?? {}) as Record<string, unknown>, (p) => {
         const now = Date.now()
         if (now - last < 100) return // at most ten progress lines a second
         last = now
@@ -94,5 +113,14 @@ export function registerLocalRoutes(app: FastifyInstance, deps: LocalDeps): void
       if (e.code === 'DIP_INTERNAL') request.log.error({ err }, 'pull failed')
       res.end(JSON.stringify({ error: { code: e.code, message: e.message, peerCode: e.peerCode } }) + '\n')
     }
+  })
+
+  app.post('/api/local/call', async (request) => {
+    const body = readJson(request.body)
+    const op = body.op
+    if (typeof op !== 'string' || !Object.hasOwn(LOCAL_OPS, op)) throw new DipError('DIP_USAGE', `unknown operation ${JSON.stringify(op)}`)
+    const args = Array.isArray(body.args) ? body.args.slice(0, LOCAL_OPS[op as LocalOp]) : []
+    const fn = deps.node[op as LocalOp] as (...a: unknown[]) => Promise<unknown>
+    return { result: await fn.apply(deps.node, args) }
   })
 }

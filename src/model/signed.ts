@@ -59,6 +59,7 @@ export type Staged = { ok: true; value: StagedModel } | { ok: false; rejection: 
 
 export interface ModelLimits {
   maxContentBytes: number
+  maxAttachmentBytes: number
 }
 
 const SIG_VALUE_RE = /^[0-9a-f]{128}$/
@@ -124,7 +125,9 @@ export function stageModel(el: XmlElement, registry: ModelRegistry, limits: Mode
     if (a.name === 'attachment-data') {
       const b64 = rawText(a).replace(/[ \t\r\n]+/g, '')
       if (b64.length % 4 !== 0 || !BASE64_RE.test(b64)) return reject('DIP_ATTACHMENT_INVALID', 'attachment-data is not padded base64', meta.id)
-      attachmentData.set(hash, Buffer.from(b64, 'base64'))
+      const bytes = Buffer.from(b64, 'base64')
+      if (bytes.length > limits.maxAttachmentBytes) return reject('DIP_MODEL_TOO_LARGE', `attachment ${hash} is over ${limits.maxAttachmentBytes} bytes`, meta.id)
+      attachmentData.set(hash, bytes)
     } else {
       const url = a.attrs.url
       if (!url || !URL.canParse(url)) return reject('DIP_ATTACHMENT_INVALID', 'attachment-ref needs an absolute url', meta.id)

@@ -28,6 +28,8 @@ export interface Limits {
   maxIdsPerGet: number
   maxListPage: number
   maxContentBytes: number
+  /** bytes of one attachment (attachments are not part of the content limit) */
+  maxAttachmentBytes: number
 }
 
 export const DEFAULT_LIMITS: Limits = {
@@ -35,6 +37,7 @@ export const DEFAULT_LIMITS: Limits = {
   maxIdsPerGet: 1000,
   maxListPage: 1000,
   maxContentBytes: 65536,
+  maxAttachmentBytes: 16 * 1024 * 1024,
 }
 
 /** What a list request asks, before the model's own filters are read. */
@@ -221,13 +224,13 @@ export function putXml(rows: PutRow[]): string {
 
 // ---- requests and answers (client side) ----
 
-export function listRequestXml(model: { name: string; version: string }, filterXml: string, after: string | undefined): string {
+export function listRequestXml(model: { name: string; version: string }, filterXml: string, after: string | undefined, version = formatVersion(REQUEST_VERSIONS.list)): string {
   const a = after === undefined ? '' : `<after>${escapeText(after)}</after>`
-  return `<request type="list" version="${formatVersion(REQUEST_VERSIONS.list)}"><model name="${model.name}" version="${model.version}">${filterXml}${a}</model></request>`
+  return `<request type="list" version="${version}"><model name="${model.name}" version="${model.version}">${filterXml}${a}</model></request>`
 }
 
-export function getRequestXml(model: { name: string; version: string }, ids: string[]): string {
-  return `<request type="get" version="${formatVersion(REQUEST_VERSIONS.get)}"><model name="${model.name}" version="${model.version}">${ids.map(idXmlFromText).join('')}</model></request>`
+export function getRequestXml(model: { name: string; version: string }, ids: string[], version = formatVersion(REQUEST_VERSIONS.get)): string {
+  return `<request type="get" version="${version}"><model name="${model.name}" version="${model.version}">${ids.map(idXmlFromText).join('')}</model></request>`
 }
 
 export function putRequestXml(modelsXml: string[]): string {

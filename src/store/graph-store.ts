@@ -16,6 +16,8 @@
 //   D!<target>                       a link target not held yet (id or blob hash)
 //   B!<hash>                         attachment bytes;  BM!<hash>  its mimetype
 //   C!<name>                         a pull checkpoint (the peer's durable cursor)
+//   P!<base URL>                     a peer: pinned node key and life, proof, sender policy, counts (JSON)
+//   N!<key>                          a banned sender key
 //   X!seq X!store-id X!local-id      counters and the store's own id
 //
 // Every commit writes models, index rows, edges and an optional checkpoint
@@ -49,6 +51,24 @@ export interface Row {
   f: Record<string, string[]>
   /** link targets (kind \0 target) */
   l: string[]
+}
+
+/** What a node knows of a peer it syncs with (trust on first use, PROTOCOL.md §8). */
+export interface PeerRecord {
+  url: string
+  /** pinned node key `ed25519::<hex>`, and its life */
+  key: string
+  life: number
+  pinnedAt: string
+  lastSync?: string | undefined
+  /** a proof checked for the URL's host */
+  proof?: { turf: string; life: number } | undefined
+  /** sender keys (hex) taken from this peer: only these / never these */
+  allow?: string[] | undefined
+  deny?: string[] | undefined
+  pulls: number
+  stored: number
+  rejected: number
 }
 
 export type CommitStatus = 'stored' | 'duplicate' | 'stale'
@@ -103,6 +123,11 @@ function edgeKeys(r: Row): string[] {
     keys.push(`L!${r.i}\0${kind}\0${target}`, `R!${target}\0${kind}\0${r.i}`)
   }
   return keys
+}
+
+/** Every entry of one stored version but its I! row: model, indexes, edges. */
+function versionDeletes(r: Row): AbstractBatchOperation<Db, string, string>[] {
+  return [`M!${r.h}`, `U!${r.u}!${r.i}`, ...indexKeys(r), ...edgeKeys(r)].map((key) => ({ type: 'del' as const, key }))
 }
 
 export class GraphStore {
@@ -231,11 +256,7 @@ export class GraphStore {
           f: m.meta.facets,
           l: m.meta.links.map((l: Link) => `${l.kind}\0${l.target}`),
         }
-        if (old) {
-          ops.push({ type: 'del', key: `M!${old.h}` }, { type: 'del', key: `U!${old.u}!${old.i}` })
-          for (const k of indexKeys(old)) ops.push({ type: 'del', key: k })
-          for (const k of edgeKeys(old)) ops.push({ type: 'del', key: k })
-        }
+        if (old) ops.push(...versionDeletes(old))
         // The row lives once, under I!; index entries name the id (half the bytes written).
         ops.push({ type: 'put', key: `M!${m.hash}`, value: m.xml }, { type: 'put', key: `I!${m.idText}`, value: JSON.stringify(row) }, { type: 'put', key: `U!${row.u}!${row.i}`, value: m.hash })
         for (const k of indexKeys(row)) ops.push({ type: 'put', key: k, value: m.idText })
@@ -349,6 +370,44 @@ export class GraphStore {
 
   async checkpoint(name: string): Promise<string | undefined> {
     return this.#db.get(`C!${name}`)
+  }
+
+  async peer(url: string): Promise<PeerRecord | undefined> {
+    const j = await this.#db.get(`P!${url}`)
+    return j === undefined ? undefined : (JSON.parse(j) as PeerRecord)
+  }
+
+  async savePeer(p: PeerRecord): Promise<void> {
+    await this.#db.put(`P!${p.url}`, JSON.stringify(p))
+  }
+
+  async peers(): Promise<PeerRecord[]> {
+    const out: PeerRecord[] = []
+    for await (const v of this.#db.values({ gt: 'P!', lt: 'P"' })) out.push(JSON.parse(v) as PeerRecord)
+    return out
+  }
+
+  async bannedKeys(): Promise<string[]> {
+    const out: string[] = []
+    for await (const k of this.#db.keys({ gt: 'N!', lt: 'N"' })) out.push(k.slice(2))
+    return out
+  }
+
+  /** Bans a sender key: removes every model it signed as author, in one batch with the ban. Returns how many. */
+  ban(keyHex: string): Promise<number> {
+    return this.#exclusive(async () => {
+      const ids: string[] = []
+      for await (const id of this.#db.values({ gt: `K!${keyHex}!`, lt: `K!${keyHex}!${SEQ_END}` })) ids.push(id)
+      const rows = (await this.rows(ids)).filter((r): r is Row => r !== undefined)
+      const ops: AbstractBatchOperation<Db, string, string>[] = [{ type: 'put', key: `N!${keyHex}`, value: '' }]
+      for (const r of rows) ops.push({ type: 'del', key: `I!${r.i}` }, ...versionDeletes(r))
+      await this.#db.batch(ops)
+      return rows.length
+    })
+  }
+
+  async unban(keyHex: string): Promise<void> {
+    await this.#db.del(`N!${keyHex}`)
   }
 
   /** The next decimal local-id for a model authored here. */

@@ -9,11 +9,13 @@ import type { GraphStore } from './graph-store.js'
 
 export type IngestResult = { status: 'stored' | 'duplicate'; model: StagedModel } | { status: 'rejected'; code: RowCode; message: string; model: StagedModel }
 
+export type Policy = (m: StagedModel) => Rejection | undefined
+
 export interface IngestOptions {
   /** refuse update-times further ahead of this node's clock (PROTOCOL.md §5); default 15 minutes */
   maxFutureMs?: number
   /** a refusal policy (sender bans, …): a code to reject with, or undefined */
-  policy?: (m: StagedModel) => Rejection | undefined
+  policy?: Policy
 }
 
 export const DEFAULT_MAX_FUTURE_MS = 15 * 60 * 1000
@@ -22,6 +24,13 @@ export class Ingest {
   readonly #store: GraphStore
   readonly #maxFutureMs: number
   readonly #policy: IngestOptions['policy']
+  /** sender keys (hex) this node refuses everywhere (dipd ban) */
+  readonly banned = new Set<string>()
+
+  /** the clock-skew setting, published in the manifest */
+  get maxFutureSeconds(): number {
+    return Math.round(this.#maxFutureMs / 1000)
+  }
 
   constructor(store: GraphStore, options: IngestOptions = {}) {
     this.#store = store
@@ -29,12 +38,14 @@ export class Ingest {
     this.#policy = options.policy
   }
 
-  async accept(models: StagedModel[], checkpoint?: { name: string; cursor: string }): Promise<IngestResult[]> {
+  /** `policy` adds a caller's own refusals (a pull's per-peer sender policy) to the node's. */
+  async accept(models: StagedModel[], checkpoint?: { name: string; cursor: string }, policy?: Policy): Promise<IngestResult[]> {
     const limit = timeKeyFromMs(Date.now() + this.#maxFutureMs)
     const verdicts = await Promise.all(
       models.map(async (m): Promise<Rejection | undefined> => {
         if (m.meta.updateTimeKey > limit) return { code: 'DIP_TIME_IN_FUTURE', message: 'update-time is too far in the future' }
-        return this.#policy?.(m) ?? checkAttachments(m) ?? (await verifySignatures(m))
+        if (this.banned.has(m.id.key)) return { code: 'DIP_REFUSED', message: 'the sender key is banned here' }
+        return this.#policy?.(m) ?? policy?.(m) ?? checkAttachments(m) ?? (await verifySignatures(m))
       }),
     )
     const good = models.filter((_, n) => verdicts[n] === undefined)

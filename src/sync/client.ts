@@ -1,9 +1,16 @@
 // The DIP client side: one request, one parsed answer. Every failure becomes
 // a DipError: DIP_PEER_UNREACHABLE (network, timeouts: transient),
 // DIP_PEER_RESPONSE_INVALID (not a DIP answer), DIP_PEER_ERROR (the peer's
-// own error envelope, its code in `peerCode`).
+// own error envelope, its code in `peerCode`), DIP_PEER_SIGNATURE_INVALID
+// (an answer not signed as PROTOCOL.md §8 says) and DIP_PEER_KEY_CHANGED
+// (signed by another key than the one this client holds the peer to).
+//
+// Every answer's signature is checked before its body is read: nothing a
+// peer says counts unless its node key vouches for the exact bytes.
 import { Agent, request } from 'undici'
 import { DipError, isWireCode } from '../errors.js'
+import { verify } from '../crypto/ed25519.js'
+import { keyHex } from '../trust/chain.js'
 import { readResponseHead, type ResponseHead } from '../protocol/envelope.js'
 import { parseXml, type XmlElement } from '../protocol/xml.js'
 
@@ -21,6 +28,18 @@ export interface Answer {
 }
 
 const agent = new Agent({ keepAliveTimeout: 10_000, connections: 16 })
+const RESPONSE_PREFIX = Buffer.from('dip-response:')
+
+/** PROTOCOL.md §9; fields are untrusted until checked. */
+export interface Manifest {
+  node: string
+  life?: number
+  requests?: Record<string, string>
+  models?: Record<string, string>
+  limits?: Record<string, number>
+  proofs?: unknown
+  rotations?: unknown
+}
 
 export class DipClient {
   readonly base: string
@@ -30,6 +49,8 @@ export class DipClient {
   bytesIn = 0
   bytesOut = 0
   requests = 0
+  /** the node key every answer must be signed with; unset = take the first answer's */
+  expectKey: string | undefined
 
   constructor(base: string, options: ClientOptions = {}) {
     let url: URL
@@ -44,17 +65,14 @@ export class DipClient {
     this.#timeoutMs = options.timeoutMs ?? 60_000
   }
 
-  /** POSTs a DIP request to /api/sync/<type>/ and returns the parsed answer (any status). */
-  async call(type: string, xml: string): Promise<Answer> {
-    const body = Buffer.from(xml, 'utf8')
+  async #fetch(path: string, init: { method: 'GET' | 'POST'; body?: Buffer }): Promise<{ status: number; headers: Record<string, string | string[] | undefined>; body: Buffer }> {
     this.requests++
-    this.bytesOut += body.length
+    this.bytesOut += init.body?.length ?? 0
     let res
     try {
-      res = await request(`${this.base}/api/sync/${type}/`, {
-        method: 'POST',
-        body,
-        headers: { 'content-type': 'application/xml; charset=utf-8' },
+      res = await request(`${this.base}${path}`, {
+        method: init.method,
+        ...(init.body ? { body: init.body, headers: { 'content-type': 'application/xml; charset=utf-8' } } : {}),
         dispatcher: agent,
         headersTimeout: this.#timeoutMs,
         bodyTimeout: this.#timeoutMs,
@@ -78,11 +96,59 @@ export class DipClient {
       throw new DipError('DIP_PEER_UNREACHABLE', `connection to ${this.base} broke: ${(cause as Error).message}`, { cause })
     }
     this.bytesIn += size
-    const parsed = parseXml(Buffer.concat(chunks, size))
-    if (!parsed.ok) throw new DipError('DIP_PEER_RESPONSE_INVALID', `answer from ${this.base} (HTTP ${res.statusCode}) is not DIP XML: ${parsed.error.message}`)
+    return { status: res.statusCode, headers: res.headers, body: Buffer.concat(chunks, size) }
+  }
+
+  /** PROTOCOL.md §8: DIP-Node-Key and DIP-Signature over "dip-response:" + body. Returns the key. */
+  #checkSignature(headers: Record<string, string | string[] | undefined>, body: Buffer): string {
+    const nodeKey = headers['dip-node-key']
+    const sig = headers['dip-signature']
+    const hex = typeof nodeKey === 'string' ? keyHex(nodeKey) : undefined
+    if (!hex || typeof sig !== 'string' || !/^[0-9a-f]{128}$/.test(sig)) {
+      throw new DipError('DIP_PEER_SIGNATURE_INVALID', `${this.base} answered without DIP-Node-Key / DIP-Signature`)
+    }
+    if (!verify(hex, Buffer.concat([RESPONSE_PREFIX, body]), Buffer.from(sig, 'hex'))) {
+      throw new DipError('DIP_PEER_SIGNATURE_INVALID', `the DIP-Signature of ${this.base} does not verify`)
+    }
+    if (this.expectKey === undefined) this.expectKey = nodeKey as string
+    else if (nodeKey !== this.expectKey) throw new DipError('DIP_PEER_KEY_CHANGED', `${this.base} answered as ${nodeKey as string}, expected ${this.expectKey}`)
+    return nodeKey as string
+  }
+
+  /**
+   * The peer's manifest (PROTOCOL.md §9), signature checked. Undefined when
+   * the peer publishes none (older DIP nodes): anything but a 200 JSON object
+   * naming a node key. A manifest whose signature fails is an error.
+   */
+  async manifest(): Promise<Manifest | undefined> {
+    const res = await this.#fetch('/.well-known/dip.json', { method: 'GET' })
+    if (res.status !== 200) return undefined
+    let m: Manifest
+    try {
+      m = JSON.parse(res.body.toString('utf8')) as Manifest
+    } catch {
+      return undefined
+    }
+    if (typeof m !== 'object' || m === null || typeof m.node !== 'string' || !keyHex(m.node)) return undefined
+    const saved = this.expectKey
+    this.expectKey = m.node // the manifest must be signed by the key it names
+    try {
+      this.#checkSignature(res.headers, res.body)
+    } finally {
+      this.expectKey = saved
+    }
+    return m
+  }
+
+  /** POSTs a DIP request to /api/sync/<type>/ and returns the parsed answer (any status). */
+  async call(type: string, xml: string): Promise<Answer> {
+    const res = await this.#fetch(`/api/sync/${type}/`, { method: 'POST', body: Buffer.from(xml, 'utf8') })
+    this.#checkSignature(res.headers, res.body)
+    const parsed = parseXml(res.body)
+    if (!parsed.ok) throw new DipError('DIP_PEER_RESPONSE_INVALID', `answer from ${this.base} (HTTP ${res.status}) is not DIP XML: ${parsed.error.message}`)
     const head = readResponseHead(parsed.value)
     if (!head.ok) throw new DipError('DIP_PEER_RESPONSE_INVALID', `answer from ${this.base}: ${head.error.message}`)
-    return { head: head.value, root: parsed.value, bytes: size }
+    return { head: head.value, root: parsed.value, bytes: res.body.length }
   }
 
   /** Like call, but a non-success answer throws DIP_PEER_ERROR (transient when the peer's code is). */

@@ -7,6 +7,12 @@
 // thread is stored, and its edge resolves when the thread comes.
 // A finished pull keeps the peer's final cursor for (peer, model, filter);
 // the next pull of the same filter asks only for what the peer stored since.
+//
+// Trust (PROTOCOL.md §8, §9): before the first list the client reads the
+// peer's manifest, checks the peer's key against the pin (following signed
+// rotations), checks a proof for the URL's host, and picks the highest
+// versions both sides speak. Every answer must then be signed by that key.
+// The first successful pull pins the key.
 import { createHash } from 'node:crypto'
 import PQueue from 'p-queue'
 import { DipError } from '../errors.js'
@@ -16,7 +22,11 @@ import type { FacetFilter } from '../model/types.js'
 import type { ModelRegistry } from '../model/registry.js'
 import type { GraphStore } from '../store/graph-store.js'
 import type { Ingest } from '../store/ingest.js'
-import { DipClient } from './client.js'
+import { DipClient, type Manifest } from './client.js'
+import { followRotations, keyHex, verifyProof, type Proof } from '../trust/chain.js'
+import { formatVersion, parseVersion, type Version } from '../protocol/version.js'
+import { REQUEST_VERSIONS } from '../protocol/envelope.js'
+import type { PeerRecord } from '../store/graph-store.js'
 
 export interface PullFilter {
   /** filter times as the wire accepts them (content time, `YYYY-MM-DD HH:MM:SS`, Unix seconds) */
@@ -73,6 +83,73 @@ export interface PullDeps {
   limits: Limits
 }
 
+/**
+ * The version to speak with a peer whose highest is `theirs`: the lower of
+ * the two within one major; ours when the peer's major is higher (it may
+ * speak ours too: the answer tells); none when the peer is behind a major.
+ */
+export function negotiate(ours: Version, theirs: string | undefined): Version | undefined {
+  const t = theirs === undefined ? undefined : parseVersion(theirs)
+  if (!t?.ok) return ours
+  if (t.value.major === ours.major) return t.value.minor < ours.minor ? t.value : ours
+  return t.value.major > ours.major ? ours : undefined
+}
+
+interface Session {
+  client: DipClient
+  pin: PeerRecord | undefined
+  /** the key and life the peer answers with */
+  key: string | undefined
+  life: number
+  proof: PeerRecord['proof']
+  listVersion: string
+  getVersion: string
+  modelVersion: string
+}
+
+/** Manifest, pin, rotations, proof, versions: everything checked before the first list. */
+async function openSession(deps: PullDeps, client: DipClient, modelName: string, ours: Version): Promise<Session> {
+  const pin = await deps.store.peer(client.base)
+  const manifest: Manifest | undefined = await client.manifest()
+  let key = manifest?.node
+  let life = Number.isInteger(manifest?.life) ? manifest!.life! : 1
+  if (pin && key && key !== pin.key) {
+    const moved = followRotations({ key: pin.key, life: pin.life }, manifest?.rotations, key)
+    if (!moved.ok) throw moved.error
+    life = moved.value.life
+  }
+  let proof: PeerRecord['proof']
+  const host = new URL(client.base).hostname
+  for (const p of Array.isArray(manifest?.proofs) ? (manifest!.proofs as Proof[]) : []) {
+    if (p?.turf !== host) continue
+    if (!verifyProof(p) || p.key !== key) throw new DipError('DIP_PROOF_INVALID', `the proof for ${host} does not verify with ${key}`)
+    proof = { turf: p.turf, life: p.life }
+  }
+  if (key === undefined && pin) key = pin.key // no manifest: answers must come from the pinned key
+  client.expectKey = key
+  const v = (ours: Version, theirs: string | undefined, what: string) => {
+    const n = negotiate(ours, theirs)
+    if (!n) throw new DipError('DIP_PEER_INCOMPATIBLE', `${client.base} speaks ${what} ${theirs}, this node ${formatVersion(ours)}`)
+    return formatVersion(n)
+  }
+  return {
+    client,
+    pin,
+    key,
+    life,
+    proof: proof ?? pin?.proof,
+    listVersion: v(REQUEST_VERSIONS.list, manifest?.requests?.list, 'list'),
+    getVersion: v(REQUEST_VERSIONS.get, manifest?.requests?.get, 'get'),
+    modelVersion: v(ours, manifest?.models?.[modelName], modelName),
+  }
+}
+
+function intersect(a: string[] | undefined, b: string[] | undefined): string[] | undefined {
+  if (a === undefined) return b
+  if (b === undefined) return a
+  return a.filter((k) => b.includes(k))
+}
+
 export function checkpointName(from: string, model: string, filterXml: string): string {
   return 'pull:' + createHash('sha256').update(`${from}\n${model}\n${filterXml}`).digest('hex')
 }
@@ -83,20 +160,26 @@ export async function pull(deps: PullDeps, options: PullOptions): Promise<PullSu
   const modelName = options.model ?? 'post'
   const def = deps.registry.get(modelName)
   if (!def) throw new DipError('DIP_USAGE', `model ${modelName} is not registered`)
-  const model = { name: def.name, version: `${def.version.major}.${def.version.minor}` }
+  const session = await openSession(deps, client, modelName, def.version)
+  const model = { name: def.name, version: session.modelVersion }
   const f = options.filter ?? {}
-  const filterXml = commonFilterXml({ from: f.since, to: f.until, allow: f.allow, deny: f.deny }) + def.filterXml(f.facets ?? [])
+  // The peer's sender policy (dipd peers set) narrows the filter; the server applies it, and so does ingest.
+  const allow = intersect(f.allow, session.pin?.allow)
+  const deny = [...new Set([...(f.deny ?? []), ...(session.pin?.deny ?? [])])]
+  const filterXml = commonFilterXml({ from: f.since, to: f.until, allow, deny: deny.length > 0 ? deny : undefined }) + def.filterXml(f.facets ?? [])
   const cpName = checkpointName(client.base, modelName, filterXml)
   const batchSize = Math.min(options.batchSize ?? 500, deps.limits.maxIdsPerGet)
   const queue = new PQueue({ concurrency: options.concurrency ?? 4 })
 
+  const senderPolicy = (m: { id: { key: string } }) =>
+    (allow && !allow.includes(m.id.key)) || deny.includes(m.id.key) ? { code: 'DIP_REFUSED' as const, message: 'sender not taken from this peer' } : undefined
   const s: PullSummary = { from: client.base, listed: 0, skipped: 0, fetched: 0, stored: 0, duplicate: 0, rejected: {}, missing: 0, requests: 0, bytesIn: 0, ms: 0 }
   const progress: PullProgress = { listed: 0, listing: true, wanted: 0, fetched: 0, stored: 0 }
   const report = () => options.onProgress?.({ ...progress })
   let failure: unknown
 
   async function fetchBatch(rows: ListRowIn[]): Promise<void> {
-    const answer = await client.success('get', getRequestXml(model, rows.map((r) => r.id)))
+    const answer = await client.success('get', getRequestXml(model, rows.map((r) => r.id), session.getVersion))
     const models = readGetAnswer(answer.root)
     if (!models.ok) throw models.error
     const asked = new Set(rows.map((r) => r.id))
@@ -118,7 +201,7 @@ export async function pull(deps: PullDeps, options: PullOptions): Promise<PullSu
     }
     s.fetched += staged.length
     s.missing += rows.length - got.size
-    for (const r of await deps.ingest.accept(staged)) {
+    for (const r of await deps.ingest.accept(staged, undefined, senderPolicy)) {
       if (r.status === 'stored') s.stored++
       else if (r.status === 'duplicate') s.duplicate++
       else if (r.status === 'rejected') s.rejected[r.code] = (s.rejected[r.code] ?? 0) + 1
@@ -134,7 +217,7 @@ export async function pull(deps: PullDeps, options: PullOptions): Promise<PullSu
     if (failure) break
     let page
     try {
-      page = await client.success('list', listRequestXml(model, filterXml, after))
+      page = await client.success('list', listRequestXml(model, filterXml, after, session.listVersion))
     } catch (e) {
       // A kept cursor the peer no longer knows (its store was rebuilt): list from the start.
       if (e instanceof DipError && e.peerCode === 'DIP_CURSOR_INVALID' && after !== undefined && !restarted) {
@@ -148,8 +231,10 @@ export async function pull(deps: PullDeps, options: PullOptions): Promise<PullSu
     if (!answer.ok) throw answer.error
     const rows = answer.value.rows.filter((r) => r.name === modelName)
     s.listed += rows.length
-    const wanted = new Set((await deps.store.wanted(rows.map((r) => ({ id: r.id, hash: r.hash, timeKey: r.updateTimeKey })))).map((w) => w.hash))
-    const todo = rows.filter((r) => wanted.has(r.hash))
+    // Held versions, and banned senders (ingest would refuse them anyway), are not fetched.
+    const fresh = rows.filter((r) => !deps.ingest.banned.has(r.id.split('::')[1]!))
+    const wanted = new Set((await deps.store.wanted(fresh.map((r) => ({ id: r.id, hash: r.hash, timeKey: r.updateTimeKey })))).map((w) => w.hash))
+    const todo = fresh.filter((r) => wanted.has(r.hash))
     s.skipped += rows.length - todo.length
     progress.listed = s.listed
     progress.wanted += todo.length
@@ -177,6 +262,26 @@ export async function pull(deps: PullDeps, options: PullOptions): Promise<PullSu
   if (failure) throw failure
   // Every listed model was fetched and decided: keep the cursor for next time.
   if (after !== undefined) await deps.store.commit([], { name: cpName, cursor: after })
+  // Trust on first use: a successful sync pins the key it was signed with.
+  const now = new Date().toISOString()
+  const rejected = Object.values(s.rejected).reduce((a, b) => a + b, 0)
+  const key = client.expectKey
+  if (key !== undefined) {
+    const pin = session.pin
+    await deps.store.savePeer({
+      url: client.base,
+      key,
+      life: session.life,
+      pinnedAt: pin?.key === key ? pin.pinnedAt : now,
+      lastSync: now,
+      proof: session.proof,
+      allow: pin?.allow,
+      deny: pin?.deny,
+      pulls: (pin?.pulls ?? 0) + 1,
+      stored: (pin?.stored ?? 0) + s.stored,
+      rejected: (pin?.rejected ?? 0) + rejected,
+    })
+  }
   progress.listing = false
   report()
   s.requests = client.requests

@@ -6,6 +6,7 @@ import { connect } from 'node:net'
 import { Readable } from 'node:stream'
 import type { FastifyInstance } from 'fastify'
 import { request } from 'undici'
+import { NodeIdentity } from '../../src/trust/identity.js'
 import { buildApp } from '../../src/http/app.js'
 import { GraphStore } from '../../src/store/graph-store.js'
 import { Ingest } from '../../src/store/ingest.js'
@@ -22,7 +23,7 @@ const POST = { name: 'post', version: '1.1' }
 
 before(async () => {
   store = await GraphStore.openMemory()
-  app = buildApp({ store, ingest: new Ingest(store), registry, limits: { ...limits, maxListPage: 3 }, key: alice })
+  app = buildApp({ store, ingest: new Ingest(store), registry, limits: { ...limits, maxListPage: 3 }, identity: new NodeIdentity({ current: alice }) })
   base = await app.listen({ host: '127.0.0.1', port: 0 })
 })
 after(async () => {

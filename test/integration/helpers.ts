@@ -43,7 +43,7 @@ export interface PostSpec {
 }
 
 /** A post signed by `pair` (the key in its id), staged exactly like a received model. */
-export function signPost(pair: NodeKeyPair, spec: PostSpec, limits: { maxContentBytes: number } = DEFAULT_LIMITS): StagedModel {
+export function signPost(pair: NodeKeyPair, spec: PostSpec, limits: { maxContentBytes: number; maxAttachmentBytes: number } = DEFAULT_LIMITS): StagedModel {
   const t = spec.updateTime ?? '2024-01-01T00:00:00Z'
   const fields = {
     id: idOf(pair.publicKeyHex, spec.localId),

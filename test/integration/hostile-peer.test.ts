@@ -158,7 +158,7 @@ describe('pull from a hostile peer', () => {
   })
 
   test('a peer serving models that break the rules: each rejected by its code, none stored', async () => {
-    const big = signPost(author, { localId: 'big', text: 'x'.repeat(70_000), updateTime: '2024-02-02T00:00:00Z' }, { maxContentBytes: 1 << 20 })
+    const big = signPost(author, { localId: 'big', text: 'x'.repeat(70_000), updateTime: '2024-02-02T00:00:00Z' }, { maxContentBytes: 1 << 20, maxAttachmentBytes: 1 << 20 })
     const future = signPost(author, { localId: 'future', updateTime: new Date(Date.now() + 60 * 60_000).toISOString() })
     const noTitle = signPost(author, { localId: 'notitle', updateTime: '2024-02-02T00:00:00Z' })
     const noTitleXml = noTitle.xml.replace(/<title>[^<]*<\/title>/, '')

@@ -68,7 +68,7 @@ describe('two daemons replicate a board', () => {
     A = await startDaemon({ dataDir: dirA, host: '127.0.0.1', port: 0 })
     B = await startDaemon({ dataDir: dirB, host: '127.0.0.1', port: 0 })
     keys.push(generateKeyPair(), generateKeyPair())
-    const aKey = A.node.deps.key.publicKeyHex
+    const aKey = A.node.deps.identity.current.publicKeyHex
 
     let clock = Date.UTC(2024, 0, 1)
     const nextTime = () => new Date((clock += 1000 + (clock % 7))).toISOString()
@@ -240,7 +240,7 @@ describe('two daemons replicate a board', () => {
   })
 
   test('an incremental pull gets exactly what A stored since: new, late (old update-time) and edited models', async () => {
-    const aKey = A.node.deps.key.publicKeyHex
+    const aKey = A.node.deps.identity.current.publicKeyHex
     const fresh = await A.node.author('post', { title: 'fresh', text: 'new thread', tags: ['Z'] })
     expected.set(fresh.id, { id: fresh.id, hash: fresh.hash, thread: undefined, tags: ['Z'], key: aKey })
     const k1 = keys[0]!
@@ -302,7 +302,7 @@ describe('two daemons replicate a board', () => {
       assert.deepEqual(idHashSet(await D.list()), idHashSet(want))
       const k2 = keys[1]!.publicKeyHex
       const s2 = await D.pull(A.url, { deny: [k1, k2] })
-      const aOnly = all().filter((e) => e.key === A.node.deps.key.publicKeyHex)
+      const aOnly = all().filter((e) => e.key === A.node.deps.identity.current.publicKeyHex)
       assert.equal(s2.stored, aOnly.length)
       assert.deepEqual(idHashSet(await D.list()), idHashSet([...want, ...aOnly]))
     } finally {

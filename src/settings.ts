@@ -1,0 +1,73 @@
+// A node's settings: DIR/settings.json, optional; every field optional.
+//
+//   {
+//     "limits": { "maxBodyBytes": 16777216, "maxIdsPerGet": 1000, "maxListPage": 1000,
+//                 "maxContentBytes": 65536, "maxAttachmentBytes": 16777216 },
+//     "maxFutureSeconds": 900,                       // update-times further ahead are refused
+//     "rateLimit": { "max": 600, "windowSeconds": 60 } // sync requests per client address; max 0 = off
+//   }
+//
+// Defaults are PROTOCOL.md §1's; all limits are published in the manifest.
+import { readFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { DipError } from './errors.js'
+import { DEFAULT_LIMITS, type Limits } from './protocol/envelope.js'
+
+export interface RateLimit {
+  /** requests per window and client address; 0 = no limit */
+  max: number
+  windowSeconds: number
+}
+
+export interface Settings {
+  limits: Limits
+  maxFutureSeconds: number
+  rateLimit: RateLimit
+}
+
+export const DEFAULT_SETTINGS: Settings = {
+  limits: DEFAULT_LIMITS,
+  maxFutureSeconds: 15 * 60,
+  rateLimit: { max: 600, windowSeconds: 60 },
+}
+
+export const settingsPath = (dir: string) => join(dir, 'settings.json')
+
+const positiveInt = (v: unknown) => Number.isSafeInteger(v) && (v as number) > 0
+
+/** Merges settings over the defaults, refusing anything that is not a positive integer where one is due. */
+export function resolveSettings(input: unknown): Settings {
+  const bad = (what: string) => new DipError('DIP_USAGE', `settings: ${what}`)
+  if (input === undefined) return DEFAULT_SETTINGS
+  if (typeof input !== 'object' || input === null) throw bad('must be a JSON object')
+  const s = input as { limits?: Record<string, unknown>; maxFutureSeconds?: unknown; rateLimit?: Record<string, unknown> }
+  const limits: Limits = { ...DEFAULT_LIMITS }
+  for (const [k, v] of Object.entries(s.limits ?? {})) {
+    if (!(k in DEFAULT_LIMITS)) throw bad(`unknown limit ${k}`)
+    if (!positiveInt(v)) throw bad(`limits.${k} must be a positive integer`)
+    ;(limits as unknown as Record<string, number>)[k] = v as number
+  }
+  const maxFutureSeconds = s.maxFutureSeconds ?? DEFAULT_SETTINGS.maxFutureSeconds
+  if (!positiveInt(maxFutureSeconds)) throw bad('maxFutureSeconds must be a positive integer')
+  const rateLimit = { ...DEFAULT_SETTINGS.rateLimit, ...(s.rateLimit ?? {}) }
+  if (!Number.isSafeInteger(rateLimit.max) || (rateLimit.max as number) < 0) throw bad('rateLimit.max must be an integer ≥ 0')
+  if (!positiveInt(rateLimit.windowSeconds)) throw bad('rateLimit.windowSeconds must be a positive integer')
+  return { limits, maxFutureSeconds: maxFutureSeconds as number, rateLimit: rateLimit as RateLimit }
+}
+
+export async function loadSettings(dir: string): Promise<Settings> {
+  let text: string
+  try {
+    text = await readFile(settingsPath(dir), 'utf8')
+  } catch (cause) {
+    if ((cause as NodeJS.ErrnoException).code === 'ENOENT') return DEFAULT_SETTINGS
+    throw new DipError('DIP_DATA_INVALID', `cannot read ${settingsPath(dir)}`, { cause })
+  }
+  let json: unknown
+  try {
+    json = JSON.parse(text)
+  } catch (cause) {
+    throw new DipError('DIP_USAGE', `${settingsPath(dir)} is not JSON`, { cause })
+  }
+  return resolveSettings(json)
+}

@@ -1,0 +1,46 @@
+// A node's identity: its current key and life, the keys it rotated away
+// from, the chain of rotations it publishes and its proofs. Persisted by
+// data-dir.ts (DIR/node.key); the daemon holds one instance and signs answers
+// and new models with whatever key is current.
+import { generateKeyPair, type NodeKeyPair } from '../crypto/ed25519.js'
+import { makeProof, makeRotation, nodeKeyOf, type Proof, type Rotation } from './chain.js'
+
+export class NodeIdentity {
+  current: NodeKeyPair
+  life: number
+  /** keys rotated away from, oldest first (kept: their models keep their ids) */
+  readonly previous: { pair: NodeKeyPair; life: number }[]
+  readonly rotations: Rotation[]
+  readonly proofs: Proof[]
+
+  constructor(init: { current: NodeKeyPair; life?: number; previous?: { pair: NodeKeyPair; life: number }[]; rotations?: Rotation[]; proofs?: Proof[] }) {
+    this.current = init.current
+    this.life = init.life ?? 1
+    this.previous = init.previous ?? []
+    this.rotations = init.rotations ?? []
+    this.proofs = init.proofs ?? []
+  }
+
+  get nodeKey(): string {
+    return nodeKeyOf(this.current)
+  }
+
+  /** A new key, and `dip-rotate:<old>:<new>:<life+1>` signed by the old one. */
+  rotate(next: NodeKeyPair = generateKeyPair()): Rotation {
+    const rotation = makeRotation(this.current, next, this.life + 1)
+    this.previous.push({ pair: this.current, life: this.life })
+    this.rotations.push(rotation)
+    this.current = next
+    this.life = rotation.life
+    return rotation
+  }
+
+  /** Signs `dip-proof:<turf>:<life>` with the current key; replaces an older proof of the same turf. */
+  addProof(turf: string): Proof {
+    const proof = makeProof(this.current, turf, this.life)
+    const i = this.proofs.findIndex((p) => p.turf === turf)
+    if (i === -1) this.proofs.push(proof)
+    else this.proofs[i] = proof
+    return proof
+  }
+}
