@@ -28,7 +28,7 @@ import { request } from 'undici'
 import { defaultRegistry, openNode } from '../src/daemon.js'
 import { authorModel, stageModel, type StagedModel } from '../src/model/signed.js'
 import { postModel, type PostFields } from '../src/model/post/post.js'
-import { generateKeyPair, verify, verifyAsync, type NodeKeyPair } from '../src/crypto/ed25519.js'
+import { generateKeyPair, sign, verify, verifyAsync, type NodeKeyPair } from '../src/crypto/ed25519.js'
 import { parseXml } from '../src/protocol/xml.js'
 import { DEFAULT_LIMITS, readGetAnswer } from '../src/protocol/envelope.js'
 import type { GlobalId } from '../src/protocol/id.js'
@@ -179,6 +179,21 @@ function parseRate(xml: string[], registry: Parameters<typeof stageModel>[1], re
   return { all: models / ((parseMs + stageMs) / 1000), parse: models / (parseMs / 1000), stage: models / (stageMs / 1000), answerBytes: answer.length }
 }
 
+/** Signing one get answer as the server does (ed25519 over "dip-response:" + body): µs per model. */
+function signRate(xml: string[], reps: number): { usPerModel: number; msPerAnswer: number; models: number; answerBytes: number } {
+  const models = Math.min(500, xml.length) // the puller's default batch
+  const body = Buffer.from(`<response><status>success</status><models>${xml.slice(0, models).join('')}</models></response>`, 'utf8')
+  const pair = generateKeyPair()
+  const prefix = Buffer.from('dip-response:')
+  let best = Infinity
+  for (let r = 0; r < reps; r++) {
+    const t0 = performance.now()
+    sign(pair, Buffer.concat([prefix, body]))
+    best = Math.min(best, performance.now() - t0)
+  }
+  return { usPerModel: (1000 * best) / models, msPerAnswer: best, models, answerBytes: body.length }
+}
+
 // ---- the pull ----
 
 interface PullRun {
@@ -259,6 +274,7 @@ export async function runPull(args: string[]): Promise<Record<string, unknown>> 
     const vAsync = await verifyAsyncRate(seeded.samples, inFlight)
     const vSync = verifySyncRate(seeded.samples.slice(0, Math.min(n, 20000)))
     const parse = parseRate(seeded.xml, defaultRegistry(), Math.min(20, Math.max(3, Math.ceil(n / 1000))))
+    const signing = signRate(seeded.xml, Math.min(20, Math.max(3, Math.ceil(n / 1000))))
     // CPU the receiving side needs per post if it did only parse+stage (one core) and sync verify:
     // with both cores busy, the best it could do.
     const cpuUsPerPost = 1e6 / parse.all + 1e6 / vSync
@@ -312,6 +328,8 @@ export async function runPull(args: string[]): Promise<Record<string, unknown>> 
       hwm_b_mb: mem[b.pid]!.hwmMb,
       verify_async_per_s: round(vAsync),
       verify_sync_per_s: round(vSync),
+      sign_us_per_model: round(signing.usPerModel, 2),
+      sign_ms_per_answer: round(signing.msPerAnswer, 3),
       parse_stage_models_per_s: round(parse.all),
       parse_only_models_per_s: round(parse.parse),
       stage_only_models_per_s: round(parse.stage),
@@ -356,6 +374,7 @@ export async function runPull(args: string[]): Promise<Record<string, unknown>> 
           ['baseline: verify async (all cores)', `${fmt(vAsync)} sig/s`, `${inFlight} in flight; pull is ${fmt((100 * postsPerS) / vAsync, 1)}% of it`],
           ['baseline: verify sync (one core)', `${fmt(vSync)} sig/s`],
           ['baseline: parse+stage (one core)', `${fmt(parse.all)} models/s`, `parseXml ${fmt(parse.parse)}/s, stageModel ${fmt(parse.stage)}/s`],
+          ['response signing (A, PROTOCOL.md §8)', `${fmt(signing.usPerModel, 1)} µs/model`, `${fmt(signing.msPerAnswer, 2)} ms per get answer of ${signing.models} models (${fmt(signing.answerBytes / 1024)} KB): ${fmt((100 * signing.usPerModel * n) / 1000 / Math.max(1, cpuSum(cpuA)), 1)}% of A's CPU in this pull`],
           ['derived: 2-core CPU ceiling of B', `${fmt(twoCoreCeiling)} posts/s`, `(parse+stage+verify ${fmt(cpuUsPerPost)} µs/post over 2 cores)`],
           ['context: cores free (2-thread probe)', `${coresBefore} / ${coresAfter}`, 'before / after; below 2 = other work on the machine'],
           ['check: stored / rejected / on B', `${s.stored} / ${rejected} / ${held}`, `listed ${s.listed}, fetched ${s.fetched}, missing ${s.missing}`],

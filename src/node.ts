@@ -144,11 +144,13 @@ export class DipNode {
   async repin(url: string, key?: string): Promise<{ url: string; from: string | undefined; to: string }> {
     const client = new DipClient(url)
     if (key !== undefined) checkNodeKey(key, '--key')
-    const to = key ?? (await client.manifest())?.node
+    const manifest = key === undefined ? await client.manifest() : await client.manifest().catch(() => undefined)
+    const to = key ?? manifest?.node
     if (to === undefined) throw new DipError('DIP_PEER_RESPONSE_INVALID', `${client.base} publishes no manifest: give the key with --key`)
+    const life = manifest?.node === to && Number.isInteger(manifest.life) ? manifest.life! : 1
     const old = await this.deps.store.peer(client.base)
     const now = new Date().toISOString()
-    await this.deps.store.savePeer({ pulls: 0, stored: 0, rejected: 0, ...old, url: client.base, key: to, life: 1, pinnedAt: now, proof: undefined })
+    await this.deps.store.savePeer({ pulls: 0, stored: 0, rejected: 0, ...old, url: client.base, key: to, life, pinnedAt: now, proof: undefined })
     return { url: client.base, from: old?.key, to }
   }
 

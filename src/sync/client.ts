@@ -154,10 +154,13 @@ export class DipClient {
   /** Like call, but a non-success answer throws DIP_PEER_ERROR (transient when the peer's code is). */
   async success(type: string, xml: string): Promise<Answer> {
     const a = await this.call(type, xml)
-    if (a.head.status !== 'success') {
-      const code = a.head.code ?? 'unknown'
-      throw new DipError('DIP_PEER_ERROR', `${this.base} answered ${a.head.status} ${code}: ${a.head.description ?? ''}`, { peerCode: isWireCode(code) ? code : `unknown:${code.slice(0, 64)}` })
-    }
+    if (a.head.status !== 'success') throw this.peerError(a)
     return a
+  }
+
+  /** DIP_PEER_ERROR for a peer's error or not-supported answer, carrying its code. */
+  peerError(a: Answer): DipError {
+    const code = a.head.code ?? 'unknown'
+    return new DipError('DIP_PEER_ERROR', `${this.base} answered ${a.head.status} ${code}: ${a.head.description ?? ''}`, { peerCode: isWireCode(code) ? code : `unknown:${code.slice(0, 64)}` })
   }
 }

@@ -107,6 +107,20 @@ interface Session {
   modelVersion: string
 }
 
+/** The versions to speak given what the peer says it speaks (manifest or `<supported>`). */
+function chooseVersions(base: string, ours: Version, modelName: string, requests: Record<string, string> | undefined, models: Record<string, string> | undefined) {
+  const v = (mine: Version, theirs: string | undefined, what: string) => {
+    const n = negotiate(mine, theirs)
+    if (!n) throw new DipError('DIP_PEER_INCOMPATIBLE', `${base} speaks ${what} ${theirs}, this node ${formatVersion(mine)}`)
+    return formatVersion(n)
+  }
+  return {
+    listVersion: v(REQUEST_VERSIONS.list, requests?.list, 'list'),
+    getVersion: v(REQUEST_VERSIONS.get, requests?.get, 'get'),
+    modelVersion: v(ours, models?.[modelName], modelName),
+  }
+}
+
 /** Manifest, pin, rotations, proof, versions: everything checked before the first list. */
 async function openSession(deps: PullDeps, client: DipClient, modelName: string, ours: Version): Promise<Session> {
   const pin = await deps.store.peer(client.base)
@@ -127,21 +141,7 @@ async function openSession(deps: PullDeps, client: DipClient, modelName: string,
   }
   if (key === undefined && pin) key = pin.key // no manifest: answers must come from the pinned key
   client.expectKey = key
-  const v = (ours: Version, theirs: string | undefined, what: string) => {
-    const n = negotiate(ours, theirs)
-    if (!n) throw new DipError('DIP_PEER_INCOMPATIBLE', `${client.base} speaks ${what} ${theirs}, this node ${formatVersion(ours)}`)
-    return formatVersion(n)
-  }
-  return {
-    client,
-    pin,
-    key,
-    life,
-    proof: proof ?? pin?.proof,
-    listVersion: v(REQUEST_VERSIONS.list, manifest?.requests?.list, 'list'),
-    getVersion: v(REQUEST_VERSIONS.get, manifest?.requests?.get, 'get'),
-    modelVersion: v(ours, manifest?.models?.[modelName], modelName),
-  }
+  return { client, pin, key, life, proof: proof ?? pin?.proof, ...chooseVersions(client.base, ours, modelName, manifest?.requests, manifest?.models) }
 }
 
 function intersect(a: string[] | undefined, b: string[] | undefined): string[] | undefined {
@@ -161,7 +161,7 @@ export async function pull(deps: PullDeps, options: PullOptions): Promise<PullSu
   const def = deps.registry.get(modelName)
   if (!def) throw new DipError('DIP_USAGE', `model ${modelName} is not registered`)
   const session = await openSession(deps, client, modelName, def.version)
-  const model = { name: def.name, version: session.modelVersion }
+  let model = { name: def.name, version: session.modelVersion }
   const f = options.filter ?? {}
   // The peer's sender policy (dipd peers set) narrows the filter; the server applies it, and so does ingest.
   const allow = intersect(f.allow, session.pin?.allow)
@@ -213,19 +213,29 @@ export async function pull(deps: PullDeps, options: PullOptions): Promise<PullSu
 
   let after = options.full ? undefined : await deps.store.checkpoint(cpName)
   let restarted = false
+  let renegotiated = false
   for (;;) {
     if (failure) break
-    let page
-    try {
-      page = await client.success('list', listRequestXml(model, filterXml, after, session.listVersion))
-    } catch (e) {
+    const page = await client.call('list', listRequestXml(model, filterXml, after, session.listVersion))
+    if (page.head.status !== 'success') {
+      // A peer without a manifest says what it speaks in <supported>: adopt it, once.
+      if (page.head.status === 'not supported' && page.head.supported && !renegotiated) {
+        renegotiated = true
+        const before = `${session.listVersion} ${session.getVersion} ${session.modelVersion}`
+        Object.assign(session, chooseVersions(client.base, def.version, modelName, page.head.supported.requests, page.head.supported.models))
+        if (`${session.listVersion} ${session.getVersion} ${session.modelVersion}` === before) {
+          throw new DipError('DIP_PEER_INCOMPATIBLE', `${client.base} does not speak list ${session.listVersion} with ${modelName} ${session.modelVersion}`)
+        }
+        model = { name: def.name, version: session.modelVersion }
+        continue
+      }
       // A kept cursor the peer no longer knows (its store was rebuilt): list from the start.
-      if (e instanceof DipError && e.peerCode === 'DIP_CURSOR_INVALID' && after !== undefined && !restarted) {
+      if (page.head.code === 'DIP_CURSOR_INVALID' && after !== undefined && !restarted) {
         after = undefined
         restarted = true
         continue
       }
-      throw e
+      throw client.peerError(page)
     }
     const answer = readListAnswer(page.root)
     if (!answer.ok) throw answer.error

@@ -32,6 +32,8 @@ export class NodeIdentity {
     this.rotations.push(rotation)
     this.current = next
     this.life = rotation.life
+    // Proofs vouch for the current key: sign them again at the new life.
+    for (const p of [...this.proofs]) this.addProof(p.turf)
     return rotation
   }
 
