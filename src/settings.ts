@@ -39,7 +39,7 @@ const positiveInt = (v: unknown) => Number.isSafeInteger(v) && (v as number) > 0
 export function resolveSettings(input: unknown): Settings {
   const bad = (what: string) => new DipError('DIP_USAGE', `settings: ${what}`)
   if (input === undefined) return DEFAULT_SETTINGS
-  if (typeof input !== 'object' || input === null) throw bad('must be a JSON object')
+  if (typeof input !== 'object' || input === null || Array.isArray(input)) throw bad('must be a JSON object')
   const s = input as { limits?: Record<string, unknown>; maxFutureSeconds?: unknown; rateLimit?: Record<string, unknown> }
   const limits: Limits = { ...DEFAULT_LIMITS }
   for (const [k, v] of Object.entries(s.limits ?? {})) {
