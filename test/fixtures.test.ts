@@ -5,8 +5,11 @@
 //   responses/  read with the client-side readers
 //   canonical/  canonicalize(input) is byte-identical to the canonical file
 //   ids.*.txt   text-form ids round-trip or are DIP_ID_INVALID
-// and checks that every ```xml sample in spec/ is a fixture file, and that
-// the generated fixtures on disk match test/tools/make-fixtures.ts.
+//   manifest/   the manifest sample: PROTOCOL.md §9's fields, proofs and
+//               rotations that verify, and what buildApp serves for them
+// and checks that every ```xml and ```json sample in spec/ is a fixture
+// file, and that the generated fixtures on disk match
+// test/tools/make-fixtures.ts.
 // Tests assert DIP_* codes, never message text.
 import { after, before, describe, test } from 'node:test'
 import assert from 'node:assert/strict'
@@ -33,6 +36,8 @@ import { ATTACHMENT_BYTES, ATTACHMENT_HASH, modelXml, postContent, signedBy } fr
 import type { RequestExpected } from './tools/fixture-requests.js'
 import type { ModelExpected } from './tools/fixture-models.js'
 import type { ResponseExpected } from './tools/fixture-texts.js'
+import { MANIFEST_FROM, MANIFEST_NODE, MANIFEST_TURF } from './tools/fixture-manifest.js'
+import { followRotations, verifyProof, type Proof } from '../src/trust/chain.js'
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url))
 const FIXTURES = join(ROOT, 'fixtures')
@@ -432,24 +437,27 @@ function walk(dir: string): string[] {
 }
 
 describe('spec/ and fixtures/', () => {
-  test('every ```xml block in spec/*.md is the content of a fixture file', () => {
-    const contents = new Set(walk(FIXTURES).map((p) => readFileSync(p, 'utf8')))
-    const docs = readdirSync(SPEC).filter((f) => f.endsWith('.md'))
-    assert.ok(docs.length > 0)
-    let blocks = 0
-    for (const doc of docs) {
-      const md = readFileSync(join(SPEC, doc), 'utf8')
-      for (const m of md.matchAll(/^```xml\n([\s\S]*?)^```$/gm)) {
-        blocks++
-        const block = m[1]!.replace(/\n$/, '')
-        assert.ok(contents.has(block) || contents.has(block + '\n'), `${doc}: an xml sample is not a fixture file:\n${block.slice(0, 300)}`)
+  // Samples are xml (wire bodies) or json (the manifest); each must be a fixture file.
+  for (const lang of ['xml', 'json']) {
+    test(`every \`\`\`${lang} block in spec/*.md is the content of a fixture file`, () => {
+      const contents = new Set(walk(FIXTURES).map((p) => readFileSync(p, 'utf8')))
+      const docs = readdirSync(SPEC).filter((f) => f.endsWith('.md'))
+      assert.ok(docs.length > 0)
+      let blocks = 0
+      for (const doc of docs) {
+        const md = readFileSync(join(SPEC, doc), 'utf8')
+        for (const m of md.matchAll(new RegExp(`^\`\`\`${lang}\n([\\s\\S]*?)^\`\`\`$`, 'gm'))) {
+          blocks++
+          const block = m[1]!.replace(/\n$/, '')
+          assert.ok(contents.has(block) || contents.has(block + '\n'), `${doc}: a ${lang} sample is not a fixture file:\n${block.slice(0, 300)}`)
+        }
       }
-    }
-    assert.ok(blocks > 0, 'spec/ has no xml samples')
-    // A fence the pattern above cannot see (indented, say) would escape the check.
-    const fences = docs.reduce((n, doc) => n + (readFileSync(join(SPEC, doc), 'utf8').match(/```xml/g)?.length ?? 0), 0)
-    assert.equal(fences, blocks, 'every ```xml fence starts a line and is closed')
-  })
+      assert.ok(blocks > 0, `spec/ has no ${lang} samples`)
+      // A fence the pattern above cannot see (indented, say) would escape the check.
+      const fences = docs.reduce((n, doc) => n + (readFileSync(join(SPEC, doc), 'utf8').match(new RegExp('```' + lang + '\\b', 'g'))?.length ?? 0), 0)
+      assert.equal(fences, blocks, `every \`\`\`${lang} fence starts a line and is closed`)
+    })
+  }
 
   test('the generated fixtures on disk are exactly what test/tools/make-fixtures.ts writes', () => {
     const files = fixtureFiles()
@@ -458,11 +466,81 @@ describe('spec/ and fixtures/', () => {
       assert.ok(existsSync(file), `missing ${path}: run node dist/test/tools/make-fixtures.js --write`)
       assert.ok(readFileSync(file).equals(data), `${path} differs from the generator`)
     }
-    for (const dir of ['models', 'requests', 'responses', 'canonical']) {
+    for (const dir of ['models', 'requests', 'responses', 'canonical', 'manifest']) {
       for (const p of walk(join(FIXTURES, dir))) {
         const rel = relative(FIXTURES, p).split('\\').join('/')
         assert.ok(files.has(rel), `${rel} is not made by the generator`)
       }
+    }
+  })
+})
+
+// ---- (g) the manifest sample ----
+
+describe('fixtures/manifest', () => {
+  const text = fixtureBytes('manifest/manifest.valid.json').toString('utf8')
+  const m = JSON.parse(text) as Record<string, unknown> & { node: string; life: number; limits: Record<string, number>; proofs: Proof[]; rotations: unknown[] }
+
+  test('has exactly the fields of PROTOCOL.md §9, in its order', () => {
+    assert.deepEqual(Object.keys(m), ['node', 'life', 'requests', 'models', 'limits', 'proofs', 'rotations'])
+    assert.equal(m.node, 'ed25519::' + MANIFEST_NODE.publicHex)
+    assert.deepEqual({ requests: m.requests, models: m.models }, SUPPORTED)
+    // PROTOCOL.md §9's four limits with §1's defaults, then dipd's additions (spec/trust.md).
+    assert.deepEqual(Object.keys(m.limits), [
+      'maxBodyBytes',
+      'maxIdsPerGet',
+      'maxListPage',
+      'maxContentBytes',
+      'maxAttachmentBytes',
+      'maxFutureSeconds',
+      'rateLimitMax',
+      'rateLimitWindowSeconds',
+    ])
+    const { maxBodyBytes, maxIdsPerGet, maxListPage, maxContentBytes } = m.limits
+    assert.deepEqual({ maxBodyBytes, maxIdsPerGet, maxListPage, maxContentBytes }, { maxBodyBytes: 16777216, maxIdsPerGet: 1000, maxListPage: 1000, maxContentBytes: 65536 })
+  })
+
+  test('its proof verifies (dip-proof:<turf>:<life>) with the node key; a changed turf or life does not', () => {
+    assert.equal(m.proofs.length, 1)
+    const p = m.proofs[0]!
+    assert.deepEqual(Object.keys(p), ['turf', 'life', 'key', 'sign'])
+    assert.equal(p.turf, MANIFEST_TURF)
+    assert.equal(p.key, m.node)
+    assert.equal(p.life, m.life)
+    assert.ok(verifyProof(p))
+    assert.ok(!verifyProof({ ...p, turf: 'example.org' }))
+    assert.ok(!verifyProof({ ...p, life: p.life + 1 }))
+  })
+
+  test('its rotation (dip-rotate:<from>:<to>:<life>) leads from the first key to the node key', () => {
+    assert.equal(m.rotations.length, 1)
+    assert.deepEqual(Object.keys(m.rotations[0] as object), ['from', 'to', 'life', 'sign'])
+    const from = 'ed25519::' + MANIFEST_FROM.publicHex
+    const moved = followRotations({ key: from, life: 1 }, m.rotations, m.node)
+    assert.ok(moved.ok, moved.ok ? '' : moved.error.code)
+    assert.deepEqual(moved.value, { key: m.node, life: m.life })
+    // A pin already at life 2 cannot be moved by it: life must grow.
+    const stale = followRotations({ key: from, life: 2 }, m.rotations, m.node)
+    assert.equal(stale.ok ? 'ok' : stale.error.code, 'DIP_ROTATION_LIFE_INVALID')
+  })
+
+  test('is what a node that rotated K1 -> K2 and proved example.com serves, signed by K2', async () => {
+    const identity = new NodeIdentity({ current: keyPairFromSecret(Buffer.from(MANIFEST_FROM.secretHex, 'hex')) })
+    identity.rotate(keyPairFromSecret(Buffer.from(MANIFEST_NODE.secretHex, 'hex')))
+    identity.addProof(MANIFEST_TURF)
+    const store = await GraphStore.openMemory()
+    const app = buildApp({ store, ingest: new Ingest(store), registry, limits: DEFAULT_LIMITS, identity, rateLimit: { max: 600, windowSeconds: 60 } })
+    try {
+      const res = await app.inject({ method: 'GET', url: '/.well-known/dip.json' })
+      assert.equal(res.statusCode, 200)
+      assert.equal(res.headers['content-type'], 'application/json; charset=utf-8')
+      // Served without whitespace; the sample is the same JSON, indented.
+      assert.equal(res.body, JSON.stringify(m))
+      assert.equal(res.headers['dip-node-key'], m.node)
+      assert.ok(verifyHex(MANIFEST_NODE.publicHex, Buffer.concat([Buffer.from('dip-response:'), res.rawPayload]), String(res.headers['dip-signature'])))
+    } finally {
+      await app.close()
+      await store.close()
     }
   })
 })

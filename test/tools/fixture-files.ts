@@ -3,6 +3,7 @@
 // the files on disk are exactly these bytes.
 import { MODEL_FIXTURES, type ModelExpected } from './fixture-models.js'
 import { REQUEST_FIXTURES, type RequestExpected } from './fixture-requests.js'
+import { MANIFEST_JSON } from './fixture-manifest.js'
 import { CANONICAL_PAIRS, IDS_INVALID, IDS_VALID, RESPONSE_FIXTURES, type ResponseExpected } from './fixture-texts.js'
 
 const json = (value: unknown) => Buffer.from(JSON.stringify(value, null, 2) + '\n', 'utf8')
@@ -40,6 +41,8 @@ export function fixtureFiles(): Map<string, Buffer> {
     add(`canonical/${p.name}.input.xml`, bytes(p.input))
     add(`canonical/${p.name}.canonical.xml`, bytes(p.canonical))
   }
+
+  add('manifest/manifest.valid.json', Buffer.from(MANIFEST_JSON, 'utf8'))
 
   add('ids.valid.txt', Buffer.from(IDS_VALID.join('\n') + '\n'))
   add('ids.invalid.txt', Buffer.from(IDS_INVALID.join('\n') + '\n'))
