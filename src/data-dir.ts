@@ -36,7 +36,13 @@ async function writeFileAtomic(path: string, data: string, mode: number): Promis
 /** Creates DIR and its key if missing (or imports `importKey`); returns the identity. Idempotent. */
 export async function initDataDir(dir: string, importKey?: NodeKeyPair): Promise<NodeIdentity> {
   await mkdir(dir, { recursive: true, mode: 0o700 })
-  if (await dataDirExists(dir)) return loadIdentity(dir)
+  if (await dataDirExists(dir)) {
+    const identity = await loadIdentity(dir)
+    if (importKey && identity.current.publicKeyHex !== importKey.publicKeyHex) {
+      throw new DipError('DIP_USAGE', `${dir} already holds the key ${identity.nodeKey}; import a key into a new folder`)
+    }
+    return identity
+  }
   const identity = new NodeIdentity({ current: importKey ?? generateKeyPair() })
   await saveIdentity(dir, identity)
   return identity

@@ -96,12 +96,12 @@ export class DipError extends Error {
   /** for DIP_PEER_ERROR: the code the peer answered */
   readonly peerCode: string | undefined
 
-  constructor(code: DipCode, message: string, options: { cause?: unknown; peerCode?: string } = {}) {
+  constructor(code: DipCode, message: string, options: { cause?: unknown; peerCode?: string; transient?: boolean } = {}) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause })
     this.name = 'DipError'
     this.code = code
     this.peerCode = options.peerCode
-    this.transient = isWireCode(code) ? WIRE_CODES[code].transient : LOCAL_CODES[code].transient
+    this.transient = options.transient ?? (isWireCode(code) ? WIRE_CODES[code].transient : LOCAL_CODES[code].transient)
   }
 
   /** HTTP status when this error is a whole answer (500 for anything that is not a wire answer code) */

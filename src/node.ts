@@ -123,7 +123,8 @@ export class DipNode {
     return found?.xml
   }
 
-  async pull(from: string, filter: LocalFilter, onProgress?: (p: PullProgress) => void): Promise<PullSummary> {
+  /** `filter.full`: list from the start instead of the kept cursor (after an unban, say). */
+  async pull(from: string, filter: LocalFilter & { full?: boolean }, onProgress?: (p: PullProgress) => void): Promise<PullSummary> {
     const pf: PullFilter = {
       since: filter.since,
       until: filter.until,
@@ -133,7 +134,7 @@ export class DipNode {
     }
     filterTime(filter.since, '--since')
     filterTime(filter.until, '--until')
-    return pull(this.deps, { from, model: filter.model ?? 'post', filter: pf, ...(onProgress ? { onProgress } : {}) })
+    return pull(this.deps, { from, model: filter.model ?? 'post', filter: pf, full: filter.full === true, ...(onProgress ? { onProgress } : {}) })
   }
 
   async peers(): Promise<PeerRecord[]> {

@@ -529,7 +529,7 @@ describe('fixtures/manifest', () => {
     identity.rotate(keyPairFromSecret(Buffer.from(MANIFEST_NODE.secretHex, 'hex')))
     identity.addProof(MANIFEST_TURF)
     const store = await GraphStore.openMemory()
-    const app = buildApp({ store, ingest: new Ingest(store), registry, limits: DEFAULT_LIMITS, identity, rateLimit: { max: 600, windowSeconds: 60 } })
+    const app = buildApp({ store, ingest: new Ingest(store), registry, limits: DEFAULT_LIMITS, identity, rateLimit: { max: 3000, windowSeconds: 60 } })
     try {
       const res = await app.inject({ method: 'GET', url: '/.well-known/dip.json' })
       assert.equal(res.statusCode, 200)

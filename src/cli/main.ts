@@ -127,9 +127,10 @@ withFilters(
     .description('copy models (all, or a filtered subset) from a peer into the data folder')
     .addOption(dataOption())
     .requiredOption('--from <url>', 'base URL of the peer, e.g. http://127.0.0.1:8080')
+    .option('--full', 'list everything again instead of only what the peer stored since the last pull of this filter')
     .option('--json', 'print the summary as JSON'),
-).action(async (o: FilterOpts & { data: string; from: string; json?: boolean }) => {
-  const filter = toFilter(o)
+).action(async (o: FilterOpts & { data: string; from: string; full?: boolean; json?: boolean }) => {
+  const filter = { ...toFilter(o), ...(o.full ? { full: true } : {}) }
   const view = new ProgressView(process.stderr)
   const onProgress = (p: PullProgress) => view.update(p)
   try {
@@ -268,7 +269,7 @@ program
 
 program
   .command('unban')
-  .description('lift a ban (removed models come back only with a later pull)')
+  .description('lift a ban (removed models come back with a later `dipd pull --full`)')
   .addOption(dataOption())
   .argument('<key>', 'sender key')
   .action(async (key: string, o: { data: string }) => {

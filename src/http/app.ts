@@ -46,6 +46,14 @@ export function supportedSet(deps: Pick<SyncDeps, 'registry'>): SupportedSet {
   }
 }
 
+const RESPONSE_PREFIX = Buffer.from('dip-response:')
+
+/** PROTOCOL.md §8: the headers that sign an answer's exact body bytes. */
+export function responseSignature(identity: NodeIdentity, body: Buffer): Record<string, string> {
+  const key = identity.current
+  return { 'DIP-Node-Key': `ed25519::${key.publicKeyHex}`, 'DIP-Signature': Buffer.from(sign(key, Buffer.concat([RESPONSE_PREFIX, body]))).toString('hex') }
+}
+
 export function buildApp(deps: AppDeps): FastifyInstance {
   const limits: Limits = deps.limits
   const app = Fastify({
@@ -54,10 +62,23 @@ export function buildApp(deps: AppDeps): FastifyInstance {
     // PROTOCOL.md §1: served with and without the trailing slash, never redirected.
     // DIP ids are long: keep the router's parameter limit generous.
     routerOptions: { ignoreTrailingSlash: true, maxParamLength: 512 },
+    // Errors the router raises before any route (a parameter over its
+    // length, a malformed %-escape) get the DIP envelope too: an over-long
+    // /api/sync/<type>/ is an unknown request type.
+    frameworkErrors: (error, request, reply) => {
+      const sync = request.url.startsWith('/api/sync/') && request.method === 'POST'
+      const e =
+        error.code === 'FST_ERR_MAX_PARAM_LENGTH' && sync
+          ? new DipError('DIP_REQUEST_NOT_SUPPORTED', 'request type is not supported')
+          : new DipError('DIP_REQUEST_INVALID', 'malformed request line', { cause: error })
+      // These replies bypass the hooks: sign here.
+      const body = Buffer.from(errorXml(e, supportedSet(deps)), 'utf8')
+      for (const [k, v] of Object.entries(responseSignature(deps.identity, body))) reply.header(k, v)
+      void sendXml(reply, e.httpStatus, body)
+    },
   })
   const supported = supportedSet(deps)
   const { identity } = deps
-  const RESPONSE_PREFIX = Buffer.from('dip-response:')
 
   // PROTOCOL.md §8: every answer under /api/sync/ (errors too, blobs not) and
   // the manifest carry the node key and its signature over "dip-response:" +
@@ -65,13 +86,12 @@ export function buildApp(deps: AppDeps): FastifyInstance {
   // signed content. One signature per answer, whatever its size.
   app.addHook('onSend', async (request, reply, payload) => {
     const url = request.url
-    const signed = (url.startsWith('/api/sync/') && !url.startsWith('/api/sync/blob/')) || url.split('?')[0] === '/.well-known/dip.json'
+    const path = url.split('?')[0]!
+    const signed = (path.startsWith('/api/sync/') && !path.startsWith('/api/sync/blob/')) || path === '/.well-known/dip.json' || path === '/.well-known/dip.json/'
     if (!signed) return payload
     const body = typeof payload === 'string' ? Buffer.from(payload, 'utf8') : Buffer.isBuffer(payload) ? payload : undefined
     if (!body) return payload
-    const key = identity.current
-    const sig = sign(key, Buffer.concat([RESPONSE_PREFIX, body]))
-    reply.header('DIP-Node-Key', `ed25519::${key.publicKeyHex}`).header('DIP-Signature', Buffer.from(sig).toString('hex'))
+    for (const [k, v] of Object.entries(responseSignature(identity, body))) reply.header(k, v)
     return body
   })
 

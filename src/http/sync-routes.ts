@@ -29,7 +29,7 @@ function unwrap<T>(r: Result<T>): T {
   return r.value
 }
 
-export function sendXml(reply: FastifyReply, status: number, xml: string): FastifyReply {
+export function sendXml(reply: FastifyReply, status: number, xml: string | Buffer): FastifyReply {
   return reply.code(status).header('content-type', 'application/xml; charset=utf-8').send(xml)
 }
 

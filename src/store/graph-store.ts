@@ -401,6 +401,14 @@ export class GraphStore {
       const rows = (await this.rows(ids)).filter((r): r is Row => r !== undefined)
       const ops: AbstractBatchOperation<Db, string, string>[] = [{ type: 'put', key: `N!${keyHex}`, value: '' }]
       for (const r of rows) ops.push({ type: 'del', key: `I!${r.i}` }, ...versionDeletes(r))
+      // Attachment bytes that only the removed models referred to go too.
+      const removed = new Set(rows.map((r) => r.i))
+      const blobs = new Set(rows.flatMap((r) => r.l.filter((l) => l.startsWith('attachment\0')).map((l) => l.slice('attachment\0'.length))))
+      for (const hash of blobs) {
+        let shared = false
+        for await (const key of this.#db.keys({ gt: `R!${hash}\0`, lt: `R!${hash}\x01` })) if (!removed.has(key.split('\0')[2]!)) shared = true
+        if (!shared) ops.push({ type: 'del', key: `B!${hash}` }, { type: 'del', key: `BM!${hash}` })
+      }
       await this.#db.batch(ops)
       return rows.length
     })

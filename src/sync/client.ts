@@ -8,7 +8,7 @@
 // Every answer's signature is checked before its body is read: nothing a
 // peer says counts unless its node key vouches for the exact bytes.
 import { Agent, request } from 'undici'
-import { DipError, isWireCode } from '../errors.js'
+import { DipError, isWireCode, WIRE_CODES } from '../errors.js'
 import { verify } from '../crypto/ed25519.js'
 import { keyHex } from '../trust/chain.js'
 import { readResponseHead, type ResponseHead } from '../protocol/envelope.js'
@@ -29,6 +29,7 @@ export interface Answer {
 
 const agent = new Agent({ keepAliveTimeout: 10_000, connections: 16 })
 const RESPONSE_PREFIX = Buffer.from('dip-response:')
+const RETRIES = 4
 
 /** PROTOCOL.md §9; fields are untrusted until checked. */
 export interface Manifest {
@@ -65,7 +66,24 @@ export class DipClient {
     this.#timeoutMs = options.timeoutMs ?? 60_000
   }
 
+  /**
+   * One exchange; a 429 or 503 is tried again after the peer's Retry-After
+   * (or 0.25, 0.5, 1, 2 s), at most RETRIES times and never past 30 s of waiting.
+   */
   async #fetch(path: string, init: { method: 'GET' | 'POST'; body?: Buffer }): Promise<{ status: number; headers: Record<string, string | string[] | undefined>; body: Buffer }> {
+    let waited = 0
+    for (let attempt = 0; ; attempt++) {
+      const res = await this.#fetchOnce(path, init)
+      if ((res.status !== 429 && res.status !== 503) || attempt >= RETRIES) return res
+      const after = Number(res.headers['retry-after'])
+      const ms = Math.min(Number.isFinite(after) && after >= 0 ? after * 1000 : 250 * 2 ** attempt, 30_000 - waited)
+      if (ms <= 0) return res
+      waited += ms
+      await new Promise((r) => setTimeout(r, ms))
+    }
+  }
+
+  async #fetchOnce(path: string, init: { method: 'GET' | 'POST'; body?: Buffer }): Promise<{ status: number; headers: Record<string, string | string[] | undefined>; body: Buffer }> {
     this.requests++
     this.bytesOut += init.body?.length ?? 0
     let res
@@ -122,6 +140,14 @@ export class DipClient {
    */
   async manifest(): Promise<Manifest | undefined> {
     const res = await this.#fetch('/.well-known/dip.json', { method: 'GET' })
+    // A peer that is busy or failing is not a peer without a manifest.
+    if (res.status === 429 || res.status === 502 || res.status === 503 || res.status === 504) {
+      // Busy: its own DIP envelope says why, when it sends one.
+      const root = parseXml(res.body)
+      const head = root.ok ? readResponseHead(root.value) : undefined
+      if (head?.ok && head.value.status !== 'success') throw this.peerError(head.value)
+      throw new DipError('DIP_PEER_UNREACHABLE', `${this.base} answered HTTP ${res.status} for its manifest`)
+    }
     if (res.status !== 200) return undefined
     let m: Manifest
     try {
@@ -154,13 +180,17 @@ export class DipClient {
   /** Like call, but a non-success answer throws DIP_PEER_ERROR (transient when the peer's code is). */
   async success(type: string, xml: string): Promise<Answer> {
     const a = await this.call(type, xml)
-    if (a.head.status !== 'success') throw this.peerError(a)
+    if (a.head.status !== 'success') throw this.peerError(a.head)
     return a
   }
 
   /** DIP_PEER_ERROR for a peer's error or not-supported answer, carrying its code. */
-  peerError(a: Answer): DipError {
-    const code = a.head.code ?? 'unknown'
-    return new DipError('DIP_PEER_ERROR', `${this.base} answered ${a.head.status} ${code}: ${a.head.description ?? ''}`, { peerCode: isWireCode(code) ? code : `unknown:${code.slice(0, 64)}` })
+  peerError(head: ResponseHead): DipError {
+    const code = head.code ?? 'unknown'
+    const known = isWireCode(code)
+    return new DipError('DIP_PEER_ERROR', `${this.base} answered ${head.status} ${code}: ${head.description ?? ''}`, {
+      peerCode: known ? code : `unknown:${code.slice(0, 64)}`,
+      transient: known && WIRE_CODES[code].transient,
+    })
   }
 }

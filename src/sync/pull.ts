@@ -102,6 +102,8 @@ interface Session {
   key: string | undefined
   life: number
   proof: PeerRecord['proof']
+  /** the peer's published limit of ids per get */
+  maxIdsPerGet: number | undefined
   listVersion: string
   getVersion: string
   modelVersion: string
@@ -126,7 +128,8 @@ async function openSession(deps: PullDeps, client: DipClient, modelName: string,
   const pin = await deps.store.peer(client.base)
   const manifest: Manifest | undefined = await client.manifest()
   let key = manifest?.node
-  let life = Number.isInteger(manifest?.life) ? manifest!.life! : 1
+  // A life never goes down: without a manifest (or with a smaller life for the same key) the pin keeps its own.
+  let life = Math.max(Number.isInteger(manifest?.life) ? manifest!.life! : 1, pin?.key === key || key === undefined ? (pin?.life ?? 1) : 1)
   if (pin && key && key !== pin.key) {
     const moved = followRotations({ key: pin.key, life: pin.life }, manifest?.rotations, key)
     if (!moved.ok) throw moved.error
@@ -141,7 +144,16 @@ async function openSession(deps: PullDeps, client: DipClient, modelName: string,
   }
   if (key === undefined && pin) key = pin.key // no manifest: answers must come from the pinned key
   client.expectKey = key
-  return { client, pin, key, life, proof: proof ?? pin?.proof, ...chooseVersions(client.base, ours, modelName, manifest?.requests, manifest?.models) }
+  const peerIds = manifest?.limits?.maxIdsPerGet
+  return {
+    client,
+    pin,
+    key,
+    life,
+    proof: proof ?? pin?.proof,
+    maxIdsPerGet: Number.isSafeInteger(peerIds) && peerIds! > 0 ? peerIds! : undefined,
+    ...chooseVersions(client.base, ours, modelName, manifest?.requests, manifest?.models),
+  }
 }
 
 function intersect(a: string[] | undefined, b: string[] | undefined): string[] | undefined {
@@ -162,13 +174,14 @@ export async function pull(deps: PullDeps, options: PullOptions): Promise<PullSu
   if (!def) throw new DipError('DIP_USAGE', `model ${modelName} is not registered`)
   const session = await openSession(deps, client, modelName, def.version)
   let model = { name: def.name, version: session.modelVersion }
+  const batchSize = Math.min(options.batchSize ?? 500, session.maxIdsPerGet ?? deps.limits.maxIdsPerGet)
   const f = options.filter ?? {}
   // The peer's sender policy (dipd peers set) narrows the filter; the server applies it, and so does ingest.
   const allow = intersect(f.allow, session.pin?.allow)
   const deny = [...new Set([...(f.deny ?? []), ...(session.pin?.deny ?? [])])]
   const filterXml = commonFilterXml({ from: f.since, to: f.until, allow, deny: deny.length > 0 ? deny : undefined }) + def.filterXml(f.facets ?? [])
   const cpName = checkpointName(client.base, modelName, filterXml)
-  const batchSize = Math.min(options.batchSize ?? 500, deps.limits.maxIdsPerGet)
+
   const queue = new PQueue({ concurrency: options.concurrency ?? 4 })
 
   const senderPolicy = (m: { id: { key: string } }) =>
@@ -235,7 +248,7 @@ export async function pull(deps: PullDeps, options: PullOptions): Promise<PullSu
         restarted = true
         continue
       }
-      throw client.peerError(page)
+      throw client.peerError(page.head)
     }
     const answer = readListAnswer(page.root)
     if (!answer.ok) throw answer.error

@@ -39,7 +39,7 @@ export const MANIFEST = {
     maxContentBytes: 65536,
     maxAttachmentBytes: 16777216,
     maxFutureSeconds: 900,
-    rateLimitMax: 600,
+    rateLimitMax: 3000,
     rateLimitWindowSeconds: 60,
   },
   proofs: [{ turf: MANIFEST_TURF, life, key: to, sign: signB64(K2, `dip-proof:${MANIFEST_TURF}:${life}`) }],
