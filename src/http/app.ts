@@ -126,6 +126,10 @@ export function buildApp(deps: AppDeps): FastifyInstance {
     maxFutureSeconds: deps.ingest.maxFutureSeconds,
     ...(rl && rl.max > 0 ? { rateLimitMax: rl.max, rateLimitWindowSeconds: rl.windowSeconds } : {}),
   }
+  // No JSON or text parsing anywhere: a body to an unknown path is 404, whatever it holds.
+  app.removeAllContentTypeParsers()
+  app.addContentTypeParser('*', { parseAs: 'buffer' }, (_req, body, done) => done(null, body))
+
   // Routes live in a child scope registered after the rate limiter, so that
   // its hooks cover them. Bodies arrive as bytes whatever their media type:
   // the sync routes check the type themselves (415 in the DIP envelope) and
