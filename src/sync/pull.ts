@@ -98,8 +98,7 @@ export function negotiate(ours: Version, theirs: string | undefined): Version | 
 interface Session {
   client: DipClient
   pin: PeerRecord | undefined
-  /** the key and life the peer answers with */
-  key: string | undefined
+  /** the life of the key the peer answers with */
   life: number
   proof: PeerRecord['proof']
   /** the peer's published limit of ids per get */
@@ -128,8 +127,9 @@ async function openSession(deps: PullDeps, client: DipClient, modelName: string,
   const pin = await deps.store.peer(client.base)
   const manifest: Manifest | undefined = await client.manifest()
   let key = manifest?.node
-  // A life never goes down: without a manifest (or with a smaller life for the same key) the pin keeps its own.
-  let life = Math.max(Number.isInteger(manifest?.life) ? manifest!.life! : 1, pin?.key === key || key === undefined ? (pin?.life ?? 1) : 1)
+  const published = Number.isInteger(manifest?.life) ? manifest!.life! : 1
+  // A life never goes down: without a manifest, or with a smaller life for the same key, the pin keeps its own.
+  let life = pin && (key === undefined || key === pin.key) ? Math.max(pin.life, published) : published
   if (pin && key && key !== pin.key) {
     const moved = followRotations({ key: pin.key, life: pin.life }, manifest?.rotations, key)
     if (!moved.ok) throw moved.error
@@ -148,7 +148,6 @@ async function openSession(deps: PullDeps, client: DipClient, modelName: string,
   return {
     client,
     pin,
-    key,
     life,
     proof: proof ?? pin?.proof,
     maxIdsPerGet: Number.isSafeInteger(peerIds) && peerIds! > 0 ? peerIds! : undefined,
