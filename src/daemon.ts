@@ -6,16 +6,20 @@ import type { FastifyInstance } from 'fastify'
 import { buildApp } from './http/app.js'
 import { initDataDir, removeDaemonInfo, saveIdentity, storePath, writeDaemonInfo } from './data-dir.js'
 import type { Limits } from './protocol/envelope.js'
-import { loadSettings, type RateLimit } from './settings.js'
+import { loadSettings, type RateLimit, type Settings } from './settings.js'
+import { Replicator } from './sync/replicator.js'
+import { Metrics } from './metrics.js'
+import { servedModelXml } from './store/served.js'
 import type { NodeKeyPair } from './crypto/ed25519.js'
 import { ModelRegistry } from './model/registry.js'
 import { postModel } from './model/post/post.js'
+import { messageModel } from './model/message/message.js'
 import { GraphStore } from './store/graph-store.js'
 import { Ingest } from './store/ingest.js'
 import { DipNode } from './node.js'
 
 export function defaultRegistry(): ModelRegistry {
-  return new ModelRegistry([postModel])
+  return new ModelRegistry([postModel, messageModel])
 }
 
 export interface NodeConfig {
@@ -36,10 +40,16 @@ export interface DaemonConfig extends NodeConfig {
   logger?: boolean
   /** over DIR/settings.json; max 0 = off */
   rateLimit?: RateLimit
+  /** the base URL peers reach this node at (sent in pings and as DIP-From); default: the listen URL */
+  publicUrl?: string
+  /** over DIR/settings.json */
+  pullIntervalSeconds?: number
+  /** over DIR/settings.json: a get for ids this node lacks fetches them from the peer their key is pinned to */
+  fetchOnMiss?: boolean
 }
 
 /** Opens (and if needed initialises) a data folder as a node. */
-export async function openNode(config: NodeConfig): Promise<DipNode & { close(): Promise<void>; rateLimit: RateLimit }> {
+export async function openNode(config: NodeConfig): Promise<DipNode & { close(): Promise<void>; rateLimit: RateLimit; settings: Settings }> {
   const identity = await initDataDir(config.dataDir, config.importKey)
   const settings = await loadSettings(config.dataDir)
   const store = await GraphStore.openLevel(storePath(config.dataDir))
@@ -54,7 +64,7 @@ export async function openNode(config: NodeConfig): Promise<DipNode & { close():
     identity,
     saveIdentity: () => saveIdentity(config.dataDir, identity),
   })
-  return Object.assign(node, { close: () => store.close(), rateLimit: settings.rateLimit })
+  return Object.assign(node, { close: () => store.close(), rateLimit: settings.rateLimit, settings })
 }
 
 export interface Daemon {
@@ -67,11 +77,26 @@ export interface Daemon {
 export async function startDaemon(config: DaemonConfig): Promise<Daemon> {
   const node = await openNode(config)
   const token = randomBytes(32).toString('hex')
+  let selfUrl: string | undefined = config.publicUrl
+  const replicator = new Replicator({
+    store: node.deps.store,
+    selfUrl: () => selfUrl,
+    pullPeer: (url, filter) => node.pull(url, filter),
+    withAttachments: (row, xml) => servedModelXml(node.deps.store, row, xml),
+    pullIntervalSeconds: config.pullIntervalSeconds ?? node.settings.pullIntervalSeconds,
+  })
+  node.replicator = replicator
+  const metrics = new Metrics({ lastSeq: () => node.deps.store.lastSeq, outboxes: () => replicator.status().filter((s) => s.push) })
+  node.metrics = metrics
+  node.deps.ingest.onStored = (via, n) => metrics.stored.inc({ via }, n)
   const app = buildApp({
     ...node.deps,
     logger: config.logger ?? false,
     rateLimit: config.rateLimit ?? node.rateLimit,
-    local: { token, node },
+    local: { token, node, store: node.deps.store, registry: node.deps.registry },
+    onPing: (from) => replicator.ping(from),
+    metrics,
+    fetchOnMiss: (config.fetchOnMiss ?? node.settings.fetchOnMiss) ? (model, ids) => node.fetchMissing(model, ids) : undefined,
   })
   let url: string
   try {
@@ -87,6 +112,10 @@ export async function startDaemon(config: DaemonConfig): Promise<Daemon> {
   const localHost = host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host
   url = `http://${localHost.includes(':') ? `[${localHost}]` : localHost}:${port}`
   await writeDaemonInfo(config.dataDir, { pid: process.pid, url, token })
+  selfUrl ??= url
+  await replicator.start()
+  // F140: tell the peers this node is back, so they deliver what they queued for it now.
+  void replicator.pingAll()
   let closed = false
   return {
     url,
@@ -96,6 +125,7 @@ export async function startDaemon(config: DaemonConfig): Promise<Daemon> {
       if (closed) return
       closed = true
       await removeDaemonInfo(config.dataDir, token)
+      await replicator.stop()
       await app.close()
       await node.close()
     },

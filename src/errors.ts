@@ -40,7 +40,8 @@ export const WIRE_CODES = {
   DIP_SIGNATURE_INVALID: { row: true, transient: false },
   DIP_ATTACHMENT_INVALID: { row: true, transient: false },
   DIP_TIME_IN_FUTURE: { row: true, transient: false },
-  DIP_REFUSED: { row: true, transient: false },
+  // A whole answer only when fetch on miss passes an origin's refusal through (a bare HTTP 403).
+  DIP_REFUSED: { status: 'error', http: 403, row: true, transient: false },
 } as const satisfies Record<string, WireCode>
 
 /** dipd's own codes: outcomes of local commands and of the pull client. */

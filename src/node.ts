@@ -1,17 +1,20 @@
 // A DIP node's operations over its store: author, list, show, pull. The
 // daemon serves them on the local API; the CLI calls them directly when no
 // daemon holds the data folder. One implementation for both paths.
-import { DipError } from './errors.js'
-import { authorModel } from './model/signed.js'
+import { DipError, isWireCode, WIRE_CODES, type WireCode } from './errors.js'
+import { authorModel, stageModel } from './model/signed.js'
 import type { ModelRegistry } from './model/registry.js'
 import type { FacetFilter } from './model/types.js'
 import { formatId, parseIdText, type GlobalId } from './protocol/id.js'
 import { EPOCH, formatNow, parseFilterTime } from './protocol/time.js'
-import type { Limits } from './protocol/envelope.js'
+import { getRequestXml, readGetAnswer, type Limits } from './protocol/envelope.js'
+import { formatVersion } from './protocol/version.js'
 import type { NodeIdentity } from './trust/identity.js'
 import { checkNodeKey, type Proof, type Rotation } from './trust/chain.js'
 import type { GraphStore, PeerRecord, Row } from './store/graph-store.js'
 import { DipClient } from './sync/client.js'
+import type { PeerStatus, Replicator } from './sync/replicator.js'
+import type { Metrics } from './metrics.js'
 import type { Ingest } from './store/ingest.js'
 import { pull, type PullFilter, type PullProgress, type PullSummary } from './sync/pull.js'
 
@@ -70,6 +73,8 @@ export class DipNode {
 
   constructor(deps: NodeDeps) {
     this.deps = deps
+    this.replicator = undefined
+    this.metrics = undefined
   }
 
   get nodeKey(): string {
@@ -89,7 +94,7 @@ export class DipNode {
     const now = formatNow()
     const staged = authorModel(def, { ...(checked.value as object), id, pubTime: now, updateTime: now }, key, registry, limits)
     if (!staged.ok) throw staged.error
-    const [r] = await ingest.accept([staged.value])
+    const [r] = await ingest.accept([staged.value], { via: 'local' })
     if (r?.status !== 'stored') throw new DipError('DIP_INTERNAL', `authored model was not stored: ${r?.status === 'rejected' ? r.code : r?.status}`)
     return { id: staged.value.idText, hash: staged.value.hash }
   }
@@ -134,11 +139,108 @@ export class DipNode {
     }
     filterTime(filter.since, '--since')
     filterTime(filter.until, '--until')
-    return pull(this.deps, { from, model: filter.model ?? 'post', filter: pf, full: filter.full === true, ...(onProgress ? { onProgress } : {}) })
+    const started = performance.now()
+    const summary = await pull(this.deps, { from, model: filter.model ?? 'post', filter: pf, full: filter.full === true, ...(onProgress ? { onProgress } : {}) })
+    this.metrics?.pullModels.inc({ peer: summary.from }, summary.stored)
+    this.metrics?.pullSeconds.observe({ peer: summary.from }, (performance.now() - started) / 1000)
+    return summary
   }
 
-  async peers(): Promise<PeerRecord[]> {
-    return this.deps.store.peers()
+  /**
+   * Fetch on miss (after Tent): ids this node lacks whose key is pinned to a
+   * known peer are fetched from that peer (its answer signed by the pinned
+   * key), verified and stored. A refusal by the origin (a DIP error, or a
+   * bare 403) is thrown as a DipError carrying the origin's code, for the
+   * caller to pass through; an unreachable origin just leaves the ids out.
+   */
+  async fetchMissing(modelName: string, ids: string[]): Promise<number> {
+    const { store, registry, limits, ingest } = this.deps
+    const def = registry.get(modelName)
+    if (!def || ids.length === 0) return 0
+    const byKey = new Map<string, PeerRecord>()
+    for (const p of await store.peers()) if (p.key !== undefined && !byKey.has(p.key)) byKey.set(p.key, p)
+    const groups = new Map<PeerRecord, string[]>()
+    for (const id of ids) {
+      const peer = byKey.get(`ed25519::${id.split('::')[1]}`)
+      if (peer) groups.set(peer, [...(groups.get(peer) ?? []), id])
+    }
+    let stored = 0
+    for (const [peer, wanted] of groups) {
+      const client = new DipClient(peer.url, { timeoutMs: 10_000 })
+      client.expectKey = peer.key
+      let answer
+      try {
+        answer = await client.success('get', getRequestXml({ name: def.name, version: formatVersion(def.version) }, wanted.slice(0, limits.maxIdsPerGet)))
+      } catch (e) {
+        if (e instanceof DipError && e.code === 'DIP_PEER_ERROR' && e.peerCode && isWireCode(e.peerCode) && (WIRE_CODES[e.peerCode] as WireCode).http !== undefined) {
+          throw new DipError(e.peerCode, `${peer.url} refused: ${e.message}`, { cause: e })
+        }
+        continue // unreachable or broken: the ids stay missing
+      }
+      const els = readGetAnswer(answer.root)
+      if (!els.ok) continue
+      const asked = new Set(wanted)
+      const staged = []
+      for (const el of els.value) {
+        const st = stageModel(el, registry, limits)
+        if (st.ok && asked.has(st.value.idText)) staged.push(st.value)
+      }
+      for (const r of await ingest.accept(staged, { origin: peer.url, via: 'fetch' })) if (r.status === 'stored') stored++
+    }
+    return stored
+  }
+
+  /** Set by the daemon: push and scheduled pulls run there. */
+  replicator: Replicator | undefined
+  /** Set by the daemon */
+  metrics: Metrics | undefined
+
+  /** Every peer with its pin, settings and (while a daemon runs) its outbox. */
+  async peers(): Promise<(PeerRecord & { outbox?: PeerStatus | undefined })[]> {
+    const status = new Map((this.replicator?.status() ?? []).map((s) => [s.url, s]))
+    const recs = await this.deps.store.peers()
+    const out: (PeerRecord & { outbox?: PeerStatus | undefined })[] = []
+    for (const r of recs) {
+      let outbox = status.get(r.url)
+      if (!outbox && r.push) {
+        // No daemon: the outbox as it stands in the store.
+        const state = await this.deps.store.pushState(r.url)
+        outbox = { url: r.url, push: true, pull: r.pull === true, queue: Math.max(0, this.deps.store.lastSeq - (state?.ackSeq ?? 0)), state, circuitOpen: false }
+      }
+      out.push({ ...r, outbox })
+    }
+    return out
+  }
+
+  /**
+   * Adds (or changes) a peer the node replicates with: `push` offers it every
+   * model newly stored here from now on, `pull` pulls from it on a schedule;
+   * `filter` narrows both (same fields as the list filters).
+   */
+  async addPeer(url: string, opts: { push?: boolean; pull?: boolean; filter?: LocalFilter }): Promise<PeerRecord> {
+    const base = new DipClient(url).base
+    const filter = opts.filter ?? {}
+    facetsOf(filter) // validates the filter now, not at the first delivery
+    filterTime(filter.since, '--since')
+    filterTime(filter.until, '--until')
+    checkKeys(filter.allow, '--allow')
+    checkKeys(filter.deny, '--deny')
+    const old = await this.deps.store.peer(base)
+    const rec: PeerRecord = { life: 1, pulls: 0, stored: 0, rejected: 0, ...old, url: base, push: opts.push === true, pull: opts.pull === true, filter: filter as Record<string, unknown> }
+    await this.deps.store.savePeer(rec)
+    if (rec.push && !(await this.deps.store.pushState(base))) {
+      // The outbox starts now: models stored from here on are offered.
+      await this.deps.store.savePushState(base, { ackSeq: this.deps.store.lastSeq, pushed: 0, failures: 0 })
+    }
+    await this.replicator?.reload()
+    return rec
+  }
+
+  async removePeer(url: string): Promise<{ url: string; removed: boolean }> {
+    const base = new DipClient(url).base
+    const removed = await this.deps.store.removePeer(base)
+    await this.replicator?.reload()
+    return { url: base, removed }
   }
 
   /** Accepts a peer's new key after the operator checked it: the given one, or the one its manifest names now. */

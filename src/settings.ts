@@ -4,7 +4,9 @@
 //     "limits": { "maxBodyBytes": 16777216, "maxIdsPerGet": 1000, "maxListPage": 1000,
 //                 "maxContentBytes": 65536, "maxAttachmentBytes": 16777216 },
 //     "maxFutureSeconds": 900,                       // update-times further ahead are refused
-//     "rateLimit": { "max": 3000, "windowSeconds": 60 } // sync requests per client address; max 0 = off
+//     "rateLimit": { "max": 3000, "windowSeconds": 60 }, // sync requests per client address; max 0 = off
+//     "pullIntervalSeconds": 60,                      // how often pull peers (dipd peer add --pull) are pulled
+//     "fetchOnMiss": false                            // a get for ids this node lacks asks the peer their key is pinned to
 //   }
 //
 // Defaults are PROTOCOL.md §1's; all limits are published in the manifest.
@@ -23,6 +25,8 @@ export interface Settings {
   limits: Limits
   maxFutureSeconds: number
   rateLimit: RateLimit
+  pullIntervalSeconds: number
+  fetchOnMiss: boolean
 }
 
 export const DEFAULT_SETTINGS: Settings = {
@@ -31,6 +35,8 @@ export const DEFAULT_SETTINGS: Settings = {
   // A bulk pull makes ~3 requests per 1,000 models: 3,000 a minute lets one
   // client pull ~1M models a minute, far above what it can verify.
   rateLimit: { max: 3000, windowSeconds: 60 },
+  pullIntervalSeconds: 60,
+  fetchOnMiss: false,
 }
 
 export const settingsPath = (dir: string) => join(dir, 'settings.json')
@@ -42,7 +48,7 @@ export function resolveSettings(input: unknown): Settings {
   const bad = (what: string) => new DipError('DIP_USAGE', `settings: ${what}`)
   if (input === undefined) return DEFAULT_SETTINGS
   if (typeof input !== 'object' || input === null || Array.isArray(input)) throw bad('must be a JSON object')
-  const s = input as { limits?: Record<string, unknown>; maxFutureSeconds?: unknown; rateLimit?: Record<string, unknown> }
+  const s = input as { limits?: Record<string, unknown>; maxFutureSeconds?: unknown; rateLimit?: Record<string, unknown>; pullIntervalSeconds?: unknown; fetchOnMiss?: unknown }
   const limits: Limits = { ...DEFAULT_LIMITS }
   for (const [k, v] of Object.entries(s.limits ?? {})) {
     if (!(k in DEFAULT_LIMITS)) throw bad(`unknown limit ${k}`)
@@ -54,7 +60,11 @@ export function resolveSettings(input: unknown): Settings {
   const rateLimit = { ...DEFAULT_SETTINGS.rateLimit, ...(s.rateLimit ?? {}) }
   if (!Number.isSafeInteger(rateLimit.max) || (rateLimit.max as number) < 0) throw bad('rateLimit.max must be an integer ≥ 0')
   if (!positiveInt(rateLimit.windowSeconds)) throw bad('rateLimit.windowSeconds must be a positive integer')
-  return { limits, maxFutureSeconds: maxFutureSeconds as number, rateLimit: rateLimit as RateLimit }
+  const pullIntervalSeconds = s.pullIntervalSeconds ?? DEFAULT_SETTINGS.pullIntervalSeconds
+  if (!positiveInt(pullIntervalSeconds)) throw bad('pullIntervalSeconds must be a positive integer')
+  const fetchOnMiss = s.fetchOnMiss ?? false
+  if (typeof fetchOnMiss !== 'boolean') throw bad('fetchOnMiss must be true or false')
+  return { limits, maxFutureSeconds: maxFutureSeconds as number, rateLimit: rateLimit as RateLimit, pullIntervalSeconds: pullIntervalSeconds as number, fetchOnMiss }
 }
 
 export async function loadSettings(dir: string): Promise<Settings> {

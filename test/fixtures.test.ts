@@ -46,7 +46,7 @@ const registry = defaultRegistry()
 /** The node under test signs its answers with K2 (PROTOCOL.md §8). */
 const NODE_PAIR = keyPairFromSecret(Buffer.from(K2.secretHex, 'hex'))
 const NODE_KEY = 'ed25519::' + K2.publicHex
-const SUPPORTED = { requests: { list: '1.0', get: '1.0', put: '1.0' }, models: { post: '1.1' } }
+const SUPPORTED = { requests: { list: '1.0', get: '1.0', put: '1.0', ping: '1.0' }, models: { post: '1.1', message: '1.0' } }
 
 const readJson = <T>(path: string): Record<string, T> => JSON.parse(readFileSync(join(FIXTURES, path), 'utf8')) as Record<string, T>
 const fixtureBytes = (path: string) => readFileSync(join(FIXTURES, path))

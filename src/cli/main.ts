@@ -9,6 +9,7 @@ import type { LocalFilter } from '../node.js'
 import type { PullProgress, PullSummary } from '../sync/pull.js'
 import type { PeerRecord } from '../store/graph-store.js'
 import type { LocalOp } from '../http/local-routes.js'
+import type { PeerStatus } from '../sync/replicator.js'
 import { withNode } from './target.js'
 import { ProgressView } from './progress.js'
 import { prettyXml } from './pretty.js'
@@ -187,14 +188,17 @@ function op<T>(dir: string, name: LocalOp, ...args: unknown[]): Promise<T> {
 
 const print = (json: boolean | undefined, value: unknown, text: () => string) => process.stdout.write((json ? JSON.stringify(value) : text()) + '\n')
 
-const peers = program.command('peers').description("the peers this node synced with: pinned key, life, proof, last sync, counts, sender policy")
+const peers = program
+  .command('peers')
+  .alias('peer')
+  .description('the peers of this node: pinned key, life, proof, last sync, counts, sender policy, push/pull and outbox')
 peers
   .command('list', { isDefault: true })
   .description('show every peer (the default)')
   .addOption(dataOption())
   .option('--json', 'print JSON')
   .action(async (o: { data: string; json?: boolean }) => {
-    const list = await op<PeerRecord[]>(o.data, 'peers')
+    const list = await op<(PeerRecord & { outbox?: PeerStatus })[]>(o.data, 'peers')
     print(o.json, list, () =>
       list.length === 0
         ? 'no peers yet'
@@ -202,15 +206,45 @@ peers
             .map((p) =>
               [
                 p.url,
-                `  key       ${p.key} (life ${p.life}, pinned ${p.pinnedAt})`,
+                `  key       ${p.key === undefined ? '- (pinned at the first sync)' : `${p.key} (life ${p.life}, pinned ${p.pinnedAt})`}`,
                 `  proof     ${p.proof ? `${p.proof.turf} (life ${p.proof.life})` : '-'}`,
                 `  last sync ${p.lastSync ?? '-'}; pulls ${p.pulls}, stored ${p.stored}, rejected ${p.rejected}`,
                 ...(p.allow ? [`  allow     ${p.allow.join(' ')}`] : []),
                 ...(p.deny && p.deny.length > 0 ? [`  deny      ${p.deny.join(' ')}`] : []),
+                ...(p.push || p.pull ? [`  replicate ${[p.push ? 'push' : '', p.pull ? 'pull' : ''].filter(Boolean).join(' + ')}${p.filter && Object.keys(p.filter).length > 0 ? ` filter ${JSON.stringify(p.filter)}` : ''}`] : []),
+                ...(p.outbox?.state
+                  ? [
+                      `  outbox    ${p.outbox.queue} queued, ${p.outbox.state.pushed} delivered${p.outbox.circuitOpen ? ', circuit open' : ''}`,
+                      ...(p.outbox.state.lastError ? [`  error     ${p.outbox.state.lastError}; next attempt ${p.outbox.state.nextAttempt ?? 'now'}`] : []),
+                    ]
+                  : []),
               ].join('\n'),
             )
             .join('\n'),
     )
+  })
+withFilters(
+  peers
+    .command('add')
+    .description('replicate with a peer: --push offers it every model stored here from now on, --pull pulls from it on a schedule; filters narrow both')
+    .addOption(dataOption())
+    .requiredOption('--url <url>', 'base URL of the peer')
+    .option('--push', 'push newly stored models to it (pools, followers)')
+    .option('--pull', 'pull from it every pullIntervalSeconds and when it pings'),
+).action(async (o: FilterOpts & { data: string; url: string; push?: boolean; pull?: boolean }) => {
+  if (!o.push && !o.pull) throw new DipError('DIP_USAGE', 'say --push, --pull or both')
+  const r = await op<PeerRecord>(o.data, 'addPeer', o.url, { push: o.push === true, pull: o.pull === true, filter: toFilter(o) })
+  process.stdout.write(`${r.url}: ${[r.push ? 'push' : '', r.pull ? 'pull' : ''].filter(Boolean).join(' + ')}\n`)
+})
+peers
+  .command('remove')
+  .description('stop replicating with a peer and forget it (its pin and outbox too)')
+  .addOption(dataOption())
+  .requiredOption('--url <url>', 'base URL of the peer')
+  .action(async (o: { data: string; url: string }) => {
+    const r = await op<{ url: string; removed: boolean }>(o.data, 'removePeer', o.url)
+    if (!r.removed) throw new DipError('DIP_NOT_FOUND', `no peer ${r.url}`)
+    process.stdout.write(`${r.url}: removed\n`)
   })
 peers
   .command('repin')

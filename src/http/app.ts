@@ -6,7 +6,8 @@ import { DipError } from '../errors.js'
 import rateLimit from '@fastify/rate-limit'
 import { sign } from '../crypto/ed25519.js'
 import type { NodeIdentity } from '../trust/identity.js'
-import { errorXml, REQUEST_VERSIONS, type Limits, type SupportedSet } from '../protocol/envelope.js'
+import type { Metrics } from '../metrics.js'
+import { errorXml, PING_VERSION, REQUEST_VERSIONS, type Limits, type SupportedSet } from '../protocol/envelope.js'
 import { formatVersion } from '../protocol/version.js'
 import { registerSyncRoutes, sendXml, type SyncDeps } from './sync-routes.js'
 import { localStatus, registerLocalRoutes, type LocalDeps } from './local-routes.js'
@@ -14,6 +15,8 @@ import { localStatus, registerLocalRoutes, type LocalDeps } from './local-routes
 export interface AppDeps extends SyncDeps {
   /** the node's keys: the current one signs every answer (PROTOCOL.md §8); the manifest publishes life, rotations, proofs */
   identity: NodeIdentity
+  /** Prometheus metrics served at /metrics; absent = not served */
+  metrics?: Metrics | undefined
   /** sync requests per client address and window; absent or max 0 = no limit */
   rateLimit?: { max: number; windowSeconds: number } | undefined
   /** the local API for the CLI and host applications; absent = not served */
@@ -41,7 +44,8 @@ export function toDipError(error: unknown): DipError {
 
 export function supportedSet(deps: Pick<SyncDeps, 'registry'>): SupportedSet {
   return {
-    requests: Object.fromEntries(Object.entries(REQUEST_VERSIONS).map(([t, v]) => [t, formatVersion(v)])),
+    // ping is dipd's extension (spec/push.md): announced so that peers know they may send it.
+    requests: { ...Object.fromEntries(Object.entries(REQUEST_VERSIONS).map(([t, v]) => [t, formatVersion(v)])), ping: formatVersion(PING_VERSION) },
     models: deps.registry.versions(),
   }
 }
@@ -94,6 +98,16 @@ export function buildApp(deps: AppDeps): FastifyInstance {
     for (const [k, v] of Object.entries(responseSignature(identity, body))) reply.header(k, v)
     return body
   })
+
+  const metrics = deps.metrics
+  if (metrics) {
+    app.addHook('onResponse', async (request, reply) => {
+      if (!request.url.startsWith('/api/sync/')) return
+      const m = /^\/api\/sync\/(list|get|put|ping|blob)\b/.exec(request.url)
+      metrics.requests.inc({ type: m ? m[1]! : 'other', status: String(reply.statusCode) })
+    })
+    app.get('/metrics', async (_request, reply) => reply.header('content-type', metrics.registry.contentType).send(await metrics.registry.metrics()))
+  }
 
   // PROTOCOL.md §1: 429 in the DIP envelope, per client address. The local
   // API (loopback and token) is not limited.

@@ -3,14 +3,18 @@
 // bearer token kept in DIR/daemon.json (mode 0600).
 //
 //   POST /api/local/models        {"model":"post","fields":{title,text,tags?,thread?}} -> {id, hash}
-//   GET  /api/local/models/:id    -> {id, xml}
+//   GET  /api/local/models/:id    -> {id, model, version, hash, updateTime, fields, xml}
+//   GET  /api/local/events        Server-Sent Events: every model stored, in store order (events.ts)
 //   POST /api/local/list          {filter} -> {rows:[{id, updateTime, hash}]}
 //   POST /api/local/pull          {from, filter} -> NDJSON: {"progress":…}… then {"summary":…} or {"error":…}
 //   POST /api/local/call          {op, args} -> {result}: the CLI's other commands (peers, repin,
-//                                 setPeer, rotateKey, addProof, ban, unban, bans), run in the daemon
+//                                 setPeer, addPeer, removePeer, rotateKey, addProof, ban, unban, bans), run in the daemon
 import { timingSafeEqual } from 'node:crypto'
 import type { FastifyInstance } from 'fastify'
 import { DipError } from '../errors.js'
+import type { ModelRegistry } from '../model/registry.js'
+import { parseIdText } from '../protocol/id.js'
+import { modelJson, registerEventRoutes, type FeedStore } from './events.js'
 
 /** What the local API can ask of the node (DipNode implements it). */
 export interface LocalNode {
@@ -26,15 +30,20 @@ export interface LocalNode {
   ban(key: string): Promise<unknown>
   unban(key: string): Promise<unknown>
   bans(): Promise<unknown>
+  addPeer(url: string, opts: { push?: boolean; pull?: boolean; filter?: Record<string, unknown> }): Promise<unknown>
+  removePeer(url: string): Promise<unknown>
 }
 
 export interface LocalDeps {
   token: string
   node: LocalNode
+  /** the node's store and models: models by id with their fields, and the event feed */
+  store: FeedStore
+  registry: ModelRegistry
 }
 
 /** Operations of POST /api/local/call, with their argument counts. */
-export const LOCAL_OPS = { peers: 0, repin: 2, setPeer: 2, rotateKey: 0, addProof: 1, ban: 1, unban: 1, bans: 0 } as const
+export const LOCAL_OPS = { peers: 0, repin: 2, setPeer: 2, rotateKey: 0, addProof: 1, ban: 1, unban: 1, bans: 0, addPeer: 2, removePeer: 1 } as const
 export type LocalOp = keyof typeof LOCAL_OPS
 
 const LOCAL_STATUS: Record<string, number> = {
@@ -83,10 +92,15 @@ export function registerLocalRoutes(app: FastifyInstance, deps: LocalDeps): void
 
   app.get('/api/local/models/:id', async (request) => {
     const id = (request.params as { id: string }).id
-    const xml = await deps.node.show(id)
-    if (xml === undefined) throw new DipError('DIP_NOT_FOUND', `no model ${id}`)
-    return { id, xml }
+    const parsed = parseIdText(id)
+    if (!parsed.ok) throw parsed.error
+    const [found] = await deps.store.getModels([id])
+    if (found === undefined) throw new DipError('DIP_NOT_FOUND', `no model ${id}`)
+    const m = modelJson(deps.registry, found.row, found.xml)
+    return { id: m.id, model: m.model, version: m.version, hash: m.hash, updateTime: m.updateTime, fields: m.fields, xml: found.xml }
   })
+
+  registerEventRoutes(app, { store: deps.store, registry: deps.registry })
 
   app.post('/api/local/list', async (request) => {
     const body = readJson(request.body)

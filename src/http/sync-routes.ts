@@ -6,22 +6,32 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { DipError, type Result } from '../errors.js'
 import { formatId } from '../protocol/id.js'
-import { listXml, parseRequest, putXml, REQUEST_TYPES, type Limits, type PutRow, type RequestType, type Speaks, type ListRequest, type GetRequest, type PutRequest } from '../protocol/envelope.js'
+import { listXml, parsePing, parseRequest, putXml, REQUEST_TYPES, type Limits, type PutRow, type RequestType, type Speaks, type ListRequest, type GetRequest, type PutRequest } from '../protocol/envelope.js'
 import { parseXml } from '../protocol/xml.js'
 import { stageModel, type StagedModel } from '../model/signed.js'
 import type { ModelRegistry } from '../model/registry.js'
 import type { GraphStore } from '../store/graph-store.js'
 import type { Ingest } from '../store/ingest.js'
+import { servedModelXml } from '../store/served.js'
 
 export interface SyncDeps {
   store: GraphStore
   ingest: Ingest
   registry: ModelRegistry
   limits: Limits
+  /** a peer pinged (its base URL): flush its outbox, pull from it */
+  onPing?: ((from: string) => void) | undefined
+  /** fetch on miss (setting fetchOnMiss): fetch ids this node lacks from their origin; returns how many were stored */
+  fetchOnMiss?: ((model: string, ids: string[]) => Promise<number>) | undefined
 }
 
-/** Attachments at most this large are sent inline in get answers; larger ones are left to the blob path. */
-const INLINE_BLOB_MAX = 256 * 1024
+/** The pusher's own base URL (DIP-From, a hint only: push does not send a model back where it came from). */
+function originOf(request: FastifyRequest): string | undefined {
+  const from = request.headers['dip-from']
+  if (typeof from !== 'string' || from.length > 2048 || !URL.canParse(from)) return undefined
+  return new URL(from).href.replace(/\/+$/, '')
+}
+
 const MEDIA_OK = new Set(['application/xml', 'text/xml', ''])
 
 function unwrap<T>(r: Result<T>): T {
@@ -56,26 +66,18 @@ export function registerSyncRoutes(app: FastifyInstance, deps: SyncDeps): void {
   }
 
   async function get(req: GetRequest): Promise<string> {
-    const found = await store.getModels(req.ids.map(formatId))
-    let out = '<response><status>success</status><models>'
-    for (const { row, xml } of found) {
-      if (row.n !== req.modelName) continue
-      const blobs = row.l.filter((l) => l.startsWith('attachment\0')).map((l) => l.slice('attachment\0'.length))
-      if (blobs.length === 0) {
-        out += xml
-        continue
-      }
-      let extra = ''
-      for (const hash of blobs) {
-        const b = await store.blob(hash)
-        if (b && b.bytes.length <= INLINE_BLOB_MAX) extra += `<attachment-data hash="${hash}">${b.bytes.toString('base64')}</attachment-data>`
-      }
-      out += xml.slice(0, -'</model>'.length) + extra + '</model>'
+    const ids = req.ids.map(formatId)
+    let found = await store.getModels(ids)
+    if (deps.fetchOnMiss && found.length < ids.length) {
+      const held = new Set(found.map((f) => f.row.i))
+      if ((await deps.fetchOnMiss(req.modelName, ids.filter((i) => !held.has(i)))) > 0) found = await store.getModels(ids)
     }
+    let out = '<response><status>success</status><models>'
+    for (const { row, xml } of found) if (row.n === req.modelName) out += row.l.length === 0 ? xml : await servedModelXml(store, row, xml)
     return out + '</models></response>'
   }
 
-  async function put(req: PutRequest): Promise<string> {
+  async function put(req: PutRequest, origin: string | undefined): Promise<string> {
     const rows: (PutRow | undefined)[] = []
     const staged: StagedModel[] = []
     const at: number[] = []
@@ -88,7 +90,7 @@ export function registerSyncRoutes(app: FastifyInstance, deps: SyncDeps): void {
         staged.push(s.value)
       }
     }
-    const results = await ingest.accept(staged)
+    const results = await ingest.accept(staged, origin === undefined ? {} : { origin })
     results.forEach((r, n) => {
       rows[at[n]!] = r.status === 'rejected' ? { status: 'rejected', code: r.code, id: r.model.id } : { status: r.status, hash: r.model.hash, id: r.model.id }
     })
@@ -101,9 +103,19 @@ export function registerSyncRoutes(app: FastifyInstance, deps: SyncDeps): void {
     const body = request.body instanceof Buffer ? request.body : Buffer.alloc(0)
     const root = unwrap(parseXml(body))
     const req = unwrap(parseRequest(root, type, speaks, limits))
-    const xml = req.type === 'list' ? await list(req) : req.type === 'get' ? await get(req) : await put(req)
+    const xml = req.type === 'list' ? await list(req) : req.type === 'get' ? await get(req) : await put(req, originOf(request))
     return sendXml(reply, 200, xml)
   }
+
+  // F140's ping: a peer says it is back, so its outbox is flushed now.
+  app.post('/api/sync/ping', async (request, reply) => {
+    const media = (request.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase()
+    if (!MEDIA_OK.has(media)) throw new DipError('DIP_UNSUPPORTED_MEDIA_TYPE', `media type ${media} is not XML`)
+    const root = unwrap(parseXml(request.body instanceof Buffer ? request.body : Buffer.alloc(0)))
+    const ping = unwrap(parsePing(root))
+    deps.onPing?.(ping.from)
+    return sendXml(reply, 200, '<response><status>success</status></response>')
+  })
 
   for (const type of REQUEST_TYPES) {
     app.post(`/api/sync/${type}`, (request, reply) => handle(type, request, reply))

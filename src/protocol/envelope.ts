@@ -169,6 +169,27 @@ export function parseRequest(root: XmlElement, type: RequestType, speaks: Speaks
   })
 }
 
+/**
+ * F140's ping (dipd extension, request type `ping` 1.0): a peer says it is
+ * back. `<request type="ping" version="1.0"><from>BASE URL</from></request>`.
+ */
+export function parsePing(root: XmlElement): Result<{ from: string }> {
+  if (root.name !== 'request' || root.attrs.type !== 'ping') return err('DIP_REQUEST_INVALID', 'expected <request type="ping">')
+  const version = parseVersion(root.attrs.version)
+  if (!version.ok) return version
+  if (version.value.major !== PING_VERSION.major) return err('DIP_VERSION_NOT_SUPPORTED', `ping ${formatVersion(version.value)} is not supported`)
+  const fromEl = firstChild(root, 'from')
+  const from = fromEl ? text(fromEl) : ''
+  if (!URL.canParse(from) || !/^https?:/.test(from)) return err('DIP_REQUEST_INVALID', '<from> must be the base URL of the pinging node')
+  return ok({ from: new URL(from).href.replace(/\/+$/, '') })
+}
+
+export const PING_VERSION: Version = { major: 1, minor: 0 }
+
+export function pingRequestXml(from: string): string {
+  return `<request type="ping" version="${formatVersion(PING_VERSION)}"><from>${escapeText(from)}</from></request>`
+}
+
 // ---- answers (server side) ----
 
 export interface SupportedSet {

@@ -16,7 +16,8 @@
 //   D!<target>                       a link target not held yet (id or blob hash)
 //   B!<hash>                         attachment bytes;  BM!<hash>  its mimetype
 //   C!<name>                         a pull checkpoint (the peer's durable cursor)
-//   P!<base URL>                     a peer: pinned node key and life, proof, sender policy, counts (JSON)
+//   P!<base URL>                     a peer: pinned node key and life, proof, sender policy, push/pull, counts (JSON)
+//   Q!<base URL>                     a push peer's outbox: the store-order position it acknowledged (JSON)
 //   N!<key>                          a banned sender key
 //   X!seq X!store-id X!local-id      counters and the store's own id
 //
@@ -51,15 +52,17 @@ export interface Row {
   f: Record<string, string[]>
   /** link targets (kind \0 target) */
   l: string[]
+  /** where it came from: the peer's base URL, or its node key as a put named it (push skips sending it back) */
+  o?: string
 }
 
 /** What a node knows of a peer it syncs with (trust on first use, PROTOCOL.md §8). */
 export interface PeerRecord {
   url: string
-  /** pinned node key `ed25519::<hex>`, and its life */
-  key: string
+  /** pinned node key `ed25519::<hex>` (undefined until the first successful sync), and its life */
+  key?: string | undefined
   life: number
-  pinnedAt: string
+  pinnedAt?: string | undefined
   lastSync?: string | undefined
   /** a proof checked for the URL's host */
   proof?: { turf: string; life: number } | undefined
@@ -69,6 +72,23 @@ export interface PeerRecord {
   pulls: number
   stored: number
   rejected: number
+  /** a pool or follower peer: offer it every newly stored model that passes `filter` (dipd peer add --push) */
+  push?: boolean | undefined
+  /** pull from it on a schedule and when it pings (dipd peer add --pull) */
+  pull?: boolean | undefined
+  /** what to push to / pull from it (tags, thread, since, until, allow, deny, model) */
+  filter?: Record<string, unknown> | undefined
+}
+
+/** The outbox of a push peer: the store-order position it acknowledged, and how delivery goes. */
+export interface PushState {
+  /** every model stored up to this store-order number was offered and answered */
+  ackSeq: number
+  pushed: number
+  failures: number
+  lastError?: string | undefined
+  /** ISO time of the next attempt while backing off */
+  nextAttempt?: string | undefined
 }
 
 export type CommitStatus = 'stored' | 'duplicate' | 'stale'
@@ -135,6 +155,7 @@ export class GraphStore {
   #lastSeq = 0
   #storeId = ''
   #lock: Promise<unknown> = Promise.resolve()
+  readonly #listeners = new Set<(lastSeq: number) => void>()
 
   constructor(db: Db) {
     this.#db = db
@@ -217,7 +238,7 @@ export class GraphStore {
    * stored ones with all their rows, plus the checkpoint, in one batch.
    * Models must already be verified.
    */
-  commit(models: StagedModel[], checkpoint?: { name: string; cursor: string }): Promise<CommitStatus[]> {
+  commit(models: StagedModel[], checkpoint?: { name: string; cursor: string }, origin?: string): Promise<CommitStatus[]> {
     return this.#exclusive(async () => {
       const ids = [...new Set(models.map((m) => m.idText))]
       const currentJson = await this.#db.getMany(ids.map((i) => `I!${i}`))
@@ -255,6 +276,7 @@ export class GraphStore {
           k: m.id.key,
           f: m.meta.facets,
           l: m.meta.links.map((l: Link) => `${l.kind}\0${l.target}`),
+          ...(origin === undefined ? {} : { o: origin }),
         }
         if (old) ops.push(...versionDeletes(old))
         // The row lives once, under I!; index entries name the id (half the bytes written).
@@ -279,9 +301,29 @@ export class GraphStore {
       if (checkpoint) ops.push({ type: 'put', key: `C!${checkpoint.name}`, value: checkpoint.cursor })
       if (seq !== this.#lastSeq) ops.push({ type: 'put', key: 'X!seq', value: String(seq) })
       if (ops.length > 0) await this.#db.batch(ops)
+      const grew = seq !== this.#lastSeq
       this.#lastSeq = seq
+      if (grew) for (const l of this.#listeners) l(seq)
       return statuses
     })
+  }
+
+  /** Calls `listener(lastSeq)` after every commit that stored something; returns the unsubscribe. */
+  onStored(listener: (lastSeq: number) => void): () => void {
+    this.#listeners.add(listener)
+    return () => this.#listeners.delete(listener)
+  }
+
+  /** The store-order log: current rows of every model stored after `afterSeq`, oldest first. */
+  async log(afterSeq: number, limit: number): Promise<Row[]> {
+    const seqs: number[] = []
+    const ids: string[] = []
+    for await (const [key, id] of this.#db.iterator({ gt: `S!${seqKey(afterSeq)}`, lt: `S!${SEQ_END}`, limit })) {
+      seqs.push(parseInt(key.slice(2), 16))
+      ids.push(id)
+    }
+    // An id edited between the two reads has moved on: it comes again at its new place.
+    return (await this.rows(ids)).filter((r, n): r is Row => r !== undefined && r.s === seqs[n])
   }
 
   /** Current rows of ids (undefined where not held). */
@@ -324,14 +366,16 @@ export class GraphStore {
     else if (q.allow && q.allow.size === 1) prefix = `K!${[...q.allow][0]}!`
     const rows: Row[] = []
     let more = false
-    const it = this.#db.iterator({ gt: prefix + seqKey(q.afterSeq), lt: prefix + SEQ_END, keys: false })
+    const it = this.#db.iterator({ gt: prefix + seqKey(q.afterSeq), lt: prefix + SEQ_END })
     try {
       scan: for (;;) {
         const batch = await it.nextv(1000)
         if (batch.length === 0) break
         const found = await this.rows(batch.map(([, id]) => id!))
-        for (const r of found) {
-          if (r === undefined || !matches(r, q)) continue
+        for (let n = 0; n < found.length; n++) {
+          const r = found[n]
+          // Every index key ends with the SEQ; an id edited meanwhile has moved on and is listed at its new place.
+          if (r === undefined || r.s !== parseInt(batch[n]![0]!.slice(-16), 16) || !matches(r, q)) continue
           if (rows.length === q.limit) {
             more = true
             break scan
@@ -385,6 +429,24 @@ export class GraphStore {
     const out: PeerRecord[] = []
     for await (const v of this.#db.values({ gt: 'P!', lt: 'P"' })) out.push(JSON.parse(v) as PeerRecord)
     return out
+  }
+
+  async removePeer(url: string): Promise<boolean> {
+    const had = (await this.#db.get(`P!${url}`)) !== undefined
+    await this.#db.batch([
+      { type: 'del', key: `P!${url}` },
+      { type: 'del', key: `Q!${url}` },
+    ])
+    return had
+  }
+
+  async pushState(url: string): Promise<PushState | undefined> {
+    const j = await this.#db.get(`Q!${url}`)
+    return j === undefined ? undefined : (JSON.parse(j) as PushState)
+  }
+
+  async savePushState(url: string, state: PushState): Promise<void> {
+    await this.#db.put(`Q!${url}`, JSON.stringify(state))
   }
 
   async bannedKeys(): Promise<string[]> {
@@ -445,6 +507,11 @@ function blobOps(m: StagedModel, ops: AbstractBatchOperation<Db, string, string>
     ops.push({ type: 'put', key: `BM!${hash}`, value: a.mimetype }, { type: 'del', key: `D!${hash}` })
     held.add(hash)
   }
+}
+
+/** Whether a row passes a list query's filters (`model` undefined: any model). */
+export function rowMatches(r: Row, q: Omit<ListQuery, 'model' | 'afterSeq' | 'limit'> & { model?: string | undefined }): boolean {
+  return (q.model === undefined || r.n === q.model) && matches(r, { ...q, model: r.n, afterSeq: 0, limit: 0 })
 }
 
 function matches(r: Row, q: ListQuery): boolean {

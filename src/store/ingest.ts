@@ -10,6 +10,8 @@ import type { GraphStore } from './graph-store.js'
 export type IngestResult = { status: 'stored' | 'duplicate'; model: StagedModel } | { status: 'rejected'; code: RowCode; message: string; model: StagedModel }
 
 export type Policy = (m: StagedModel) => Rejection | undefined
+/** how models came: authored here, put by a peer, pulled, fetched on a miss */
+export type Via = 'local' | 'put' | 'pull' | 'fetch'
 
 export interface IngestOptions {
   /** refuse update-times further ahead of this node's clock (PROTOCOL.md §5); default 15 minutes */
@@ -26,6 +28,8 @@ export class Ingest {
   readonly #policy: IngestOptions['policy']
   /** sender keys (hex) this node refuses everywhere (dipd ban) */
   readonly banned = new Set<string>()
+  /** counts stored models (metrics) */
+  onStored: ((via: Via, n: number) => void) | undefined
 
   /** the clock-skew setting, published in the manifest */
   get maxFutureSeconds(): number {
@@ -38,8 +42,13 @@ export class Ingest {
     this.#policy = options.policy
   }
 
-  /** `policy` adds a caller's own refusals (a pull's per-peer sender policy) to the node's. */
-  async accept(models: StagedModel[], checkpoint?: { name: string; cursor: string }, policy?: Policy): Promise<IngestResult[]> {
+  /**
+   * `policy` adds a caller's own refusals (a pull's per-peer sender policy)
+   * to the node's; `origin` names where the models came from (push does not
+   * send them back there); `checkpoint` commits with them.
+   */
+  async accept(models: StagedModel[], opts: { checkpoint?: { name: string; cursor: string }; policy?: Policy; origin?: string; via?: Via } = {}): Promise<IngestResult[]> {
+    const { checkpoint, policy, origin } = opts
     const limit = timeKeyFromMs(Date.now() + this.#maxFutureMs)
     const verdicts = await Promise.all(
       models.map(async (m): Promise<Rejection | undefined> => {
@@ -49,7 +58,9 @@ export class Ingest {
       }),
     )
     const good = models.filter((_, n) => verdicts[n] === undefined)
-    const statuses = await this.#store.commit(good, checkpoint)
+    const statuses = await this.#store.commit(good, checkpoint, origin)
+    const stored = statuses.filter((x) => x === 'stored').length
+    if (stored > 0) this.onStored?.(opts.via ?? 'put', stored)
     let g = 0
     return models.map((model, n): IngestResult => {
       const v = verdicts[n]

@@ -70,7 +70,7 @@ export class DipClient {
    * One exchange; a 429 or 503 is tried again after the peer's Retry-After
    * (or 0.25, 0.5, 1, 2 s), at most RETRIES times and never past 30 s of waiting.
    */
-  async #fetch(path: string, init: { method: 'GET' | 'POST'; body?: Buffer }): Promise<{ status: number; headers: Record<string, string | string[] | undefined>; body: Buffer }> {
+  async #fetch(path: string, init: { method: 'GET' | 'POST'; body?: Buffer; headers?: Record<string, string> }): Promise<{ status: number; headers: Record<string, string | string[] | undefined>; body: Buffer }> {
     let waited = 0
     for (let attempt = 0; ; attempt++) {
       const res = await this.#fetchOnce(path, init)
@@ -83,14 +83,14 @@ export class DipClient {
     }
   }
 
-  async #fetchOnce(path: string, init: { method: 'GET' | 'POST'; body?: Buffer }): Promise<{ status: number; headers: Record<string, string | string[] | undefined>; body: Buffer }> {
+  async #fetchOnce(path: string, init: { method: 'GET' | 'POST'; body?: Buffer; headers?: Record<string, string> }): Promise<{ status: number; headers: Record<string, string | string[] | undefined>; body: Buffer }> {
     this.requests++
     this.bytesOut += init.body?.length ?? 0
     let res
     try {
       res = await request(`${this.base}${path}`, {
         method: init.method,
-        ...(init.body ? { body: init.body, headers: { 'content-type': 'application/xml; charset=utf-8' } } : {}),
+        ...(init.body ? { body: init.body, headers: { 'content-type': 'application/xml; charset=utf-8', ...init.headers } } : {}),
         dispatcher: agent,
         headersTimeout: this.#timeoutMs,
         bodyTimeout: this.#timeoutMs,
@@ -167,8 +167,14 @@ export class DipClient {
   }
 
   /** POSTs a DIP request to /api/sync/<type>/ and returns the parsed answer (any status). */
-  async call(type: string, xml: string): Promise<Answer> {
-    const res = await this.#fetch(`/api/sync/${type}/`, { method: 'POST', body: Buffer.from(xml, 'utf8') })
+  async call(type: string, xml: string, headers?: Record<string, string | undefined>): Promise<Answer> {
+    const extra: Record<string, string> = {}
+    for (const [k, v] of Object.entries(headers ?? {})) if (v !== undefined) extra[k] = v
+    const res = await this.#fetch(`/api/sync/${type}/`, { method: 'POST', body: Buffer.from(xml, 'utf8'), headers: extra })
+    // A bare 403 (a proxy, an origin that refuses this node) is a refusal, whatever its body (Tent passes it through).
+    if (res.status === 403 && res.headers['dip-signature'] === undefined) {
+      throw new DipError('DIP_PEER_ERROR', `${this.base} refused the request (HTTP 403)`, { peerCode: 'DIP_REFUSED' })
+    }
     this.#checkSignature(res.headers, res.body)
     const parsed = parseXml(res.body)
     if (!parsed.ok) throw new DipError('DIP_PEER_RESPONSE_INVALID', `answer from ${this.base} (HTTP ${res.status}) is not DIP XML: ${parsed.error.message}`)
@@ -178,8 +184,8 @@ export class DipClient {
   }
 
   /** Like call, but a non-success answer throws DIP_PEER_ERROR (transient when the peer's code is). */
-  async success(type: string, xml: string): Promise<Answer> {
-    const a = await this.call(type, xml)
+  async success(type: string, xml: string, headers?: Record<string, string | undefined>): Promise<Answer> {
+    const a = await this.call(type, xml, headers)
     if (a.head.status !== 'success') throw this.peerError(a.head)
     return a
   }

@@ -97,7 +97,9 @@ export function negotiate(ours: Version, theirs: string | undefined): Version | 
 
 interface Session {
   client: DipClient
-  pin: PeerRecord | undefined
+  /** the peer's record (settings, counts), and its pin when it has a key */
+  rec: PeerRecord | undefined
+  pin: (PeerRecord & { key: string }) | undefined
   /** the life of the key the peer answers with */
   life: number
   proof: PeerRecord['proof']
@@ -124,7 +126,9 @@ function chooseVersions(base: string, ours: Version, modelName: string, requests
 
 /** Manifest, pin, rotations, proof, versions: everything checked before the first list. */
 async function openSession(deps: PullDeps, client: DipClient, modelName: string, ours: Version): Promise<Session> {
-  const pin = await deps.store.peer(client.base)
+  const rec = await deps.store.peer(client.base)
+  // A peer added by the operator but never synced has no pin yet.
+  const pin = rec?.key === undefined ? undefined : (rec as PeerRecord & { key: string })
   const manifest: Manifest | undefined = await client.manifest()
   let key = manifest?.node
   const published = Number.isInteger(manifest?.life) ? manifest!.life! : 1
@@ -147,6 +151,7 @@ async function openSession(deps: PullDeps, client: DipClient, modelName: string,
   const peerIds = manifest?.limits?.maxIdsPerGet
   return {
     client,
+    rec,
     pin,
     life,
     proof: proof ?? pin?.proof,
@@ -176,8 +181,8 @@ export async function pull(deps: PullDeps, options: PullOptions): Promise<PullSu
   const batchSize = Math.min(options.batchSize ?? 500, session.maxIdsPerGet ?? deps.limits.maxIdsPerGet)
   const f = options.filter ?? {}
   // The peer's sender policy (dipd peers set) narrows the filter; the server applies it, and so does ingest.
-  const allow = intersect(f.allow, session.pin?.allow)
-  const deny = [...new Set([...(f.deny ?? []), ...(session.pin?.deny ?? [])])]
+  const allow = intersect(f.allow, session.rec?.allow)
+  const deny = [...new Set([...(f.deny ?? []), ...(session.rec?.deny ?? [])])]
   const filterXml = commonFilterXml({ from: f.since, to: f.until, allow, deny: deny.length > 0 ? deny : undefined }) + def.filterXml(f.facets ?? [])
   const cpName = checkpointName(client.base, modelName, filterXml)
 
@@ -213,7 +218,7 @@ export async function pull(deps: PullDeps, options: PullOptions): Promise<PullSu
     }
     s.fetched += staged.length
     s.missing += rows.length - got.size
-    for (const r of await deps.ingest.accept(staged, undefined, senderPolicy)) {
+    for (const r of await deps.ingest.accept(staged, { policy: senderPolicy, origin: client.base, via: 'pull' })) {
       if (r.status === 'stored') s.stored++
       else if (r.status === 'duplicate') s.duplicate++
       else if (r.status === 'rejected') s.rejected[r.code] = (s.rejected[r.code] ?? 0) + 1
@@ -290,18 +295,19 @@ export async function pull(deps: PullDeps, options: PullOptions): Promise<PullSu
   const key = client.expectKey
   if (key !== undefined) {
     const pin = session.pin
+    // Read again: the operator may have changed the peer's settings while the pull ran.
+    const latest = await deps.store.peer(client.base)
     await deps.store.savePeer({
+      ...latest,
       url: client.base,
       key,
       life: session.life,
       pinnedAt: pin?.key === key ? pin.pinnedAt : now,
       lastSync: now,
       proof: session.proof,
-      allow: pin?.allow,
-      deny: pin?.deny,
-      pulls: (pin?.pulls ?? 0) + 1,
-      stored: (pin?.stored ?? 0) + s.stored,
-      rejected: (pin?.rejected ?? 0) + rejected,
+      pulls: (latest?.pulls ?? 0) + 1,
+      stored: (latest?.stored ?? 0) + s.stored,
+      rejected: (latest?.rejected ?? 0) + rejected,
     })
   }
   progress.listing = false

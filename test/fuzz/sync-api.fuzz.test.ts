@@ -75,7 +75,7 @@ const AUTHORS = [ALICE, BOB, CAROL] as const
 const registry = defaultRegistry()
 const limits = DEFAULT_LIMITS
 const POST = { name: 'post', version: '1.1' }
-const SUPPORTED = { requests: { list: '1.0', get: '1.0', put: '1.0' }, models: { post: '1.1' } }
+const SUPPORTED = { requests: { list: '1.0', get: '1.0', put: '1.0', ping: '1.0' }, models: { post: '1.1', message: '1.0' } }
 const TIMES = ['2018-05-05T00:00:00Z', '2020-01-01T00:00:00Z', '2022-02-02T02:02:02.5Z', '2999-01-01T00:00:00Z'] as const
 const sha = (b: Uint8Array | string) => 'sha256:' + createHash('sha256').update(b).digest('hex')
 

@@ -163,7 +163,7 @@ test('hostile requests get their status and code; nothing stored changes; the no
     assert.equal(r.head.status, status === 501 ? 'not supported' : 'error', name)
     if (status === 501) {
       const sup = r.head.supported
-      assert.deepEqual(sup, { requests: { list: '1.0', get: '1.0', put: '1.0' }, models: { post: '1.1' } }, name)
+      assert.deepEqual(sup, { requests: { list: '1.0', get: '1.0', put: '1.0', ping: '1.0' }, models: { post: '1.1', message: '1.0' } }, name)
     }
   }
   assert.equal(await snapshot(), before)

@@ -219,7 +219,7 @@ describe('trust on first use; a key change without rotation is refused until re-
     assert.equal(p.stored, 3)
     assert.equal(p.rejected, 0)
     assert.equal(typeof p.pinnedAt, 'string')
-    assert.ok(!Number.isNaN(Date.parse(p.pinnedAt)), 'pinnedAt is a time')
+    assert.ok(!Number.isNaN(Date.parse(p.pinnedAt!)), 'pinnedAt is a time')
     assert.deepEqual(await held(B), [...firstIds].sort())
     // A second pull keeps the pin and adds up.
     await A.node.author('post', { title: 'a3', text: 'more', tags: [] })

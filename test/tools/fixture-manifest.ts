@@ -30,8 +30,8 @@ const life = 2
 export const MANIFEST = {
   node: to,
   life,
-  requests: { list: '1.0', get: '1.0', put: '1.0' },
-  models: { post: '1.1' },
+  requests: { list: '1.0', get: '1.0', put: '1.0', ping: '1.0' },
+  models: { post: '1.1', message: '1.0' },
   limits: {
     maxBodyBytes: 16777216,
     maxIdsPerGet: 1000,

@@ -111,8 +111,7 @@ line two</text>
 
 const ATTACHMENT_DATA = `<attachment-data hash="${ATTACHMENT_HASH}">\n    ${ATTACHMENT_BYTES.toString('base64').slice(0, 8)}\n    ${ATTACHMENT_BYTES.toString('base64').slice(8)}\n  </attachment-data>`
 
-/** The seed models, in the order the request fixtures put them. */
-export const SEED: { file: string; content: string; xml: string; key: FixtureKey; localId: string; signatures: number }[] = [
+const POST_SEED: { file: string; content: string; xml: string; key: FixtureKey; localId: string; signatures: number }[] = [
   { file: 'opening-post.valid.xml', content: C.opening, xml: authored(C.opening), key: K1, localId: '1', signatures: 1 },
   { file: 'reply.valid.xml', content: C.reply, xml: authored(C.reply), key: K1, localId: '2', signatures: 1 },
   { file: 'attachment-data.valid.xml', content: C.attachment, xml: authored(C.attachment, K1, { after: [ATTACHMENT_DATA] }), key: K1, localId: '3', signatures: 1 },
@@ -133,6 +132,54 @@ export const SEED: { file: string; content: string; xml: string; key: FixtureKey
     localId: '1',
     signatures: 2,
   },
+]
+
+// ---- the seed messages (the "message" model 1.0, spec/message-model.md) ----
+
+export interface MessageSpec {
+  key?: FixtureKey
+  localId: string
+  /** the kind attribute; null = none */
+  kind?: string | null
+  /** raw canonical attributes of <content> after kind (sorted by hand), e.g. ` priority="high"` */
+  moreAttrs?: string
+  /** the children of <to>, canonical, e.g. `<key>…</key>` */
+  to: string
+  /** escaped text */
+  text: string
+  pub: string
+  upd?: string
+  /** raw canonical XML inserted after <text> (unknown elements of a newer minor) */
+  extraAfterText?: string
+}
+
+/** The canonical content of a message, written out by hand. Values are already escaped. */
+export function messageContent(m: MessageSpec): string {
+  const leaf = (name: string, v: string) => (v === '' ? `<${name}/>` : `<${name}>${v}</${name}>`)
+  const kind = m.kind === null ? '' : ` kind="${m.kind ?? 'chat'}"`
+  let out = `<content${kind}${m.moreAttrs ?? ''}>` + idXml(m.key ?? K1, m.localId) + (m.to === '' ? '<to/>' : `<to>${m.to}</to>`) + leaf('text', m.text)
+  out += m.extraAfterText ?? ''
+  return out + leaf('pub-time', m.pub) + leaf('update-time', m.upd ?? m.pub) + '</content>'
+}
+
+export const toKey = (k: FixtureKey) => `<key>${k.publicHex}</key>`
+export const toGroup = (name: string) => `<group>${name}</group>`
+export const MESSAGE_GROUP = 'dip-dev'
+
+export const M = {
+  toKey: messageContent({ localId: 'm1', kind: 'chat', to: toKey(K2), text: 'Lunch at noon? Bring the ed25519 slides.', pub: '2021-01-01T12:00:00Z' }),
+  toGroup: messageContent({ localId: 'm2', kind: 'announce', to: toGroup(MESSAGE_GROUP), text: 'dipd 1.0 is out &amp; signed.', pub: '2021-01-02T09:30:00Z' }),
+  notice: messageContent({ key: K2, localId: 'm1', kind: 'notice', to: toKey(K1), text: 'My node key rotates tonight.', pub: '2021-01-03T18:00:00Z' }),
+}
+
+const message = (file: string, content: string, key: FixtureKey, localId: string) => ({ file, content, xml: authored(content, key, { name: 'message', version: '1.0' }), key, localId, signatures: 1 })
+
+/** The seed models, in the order the request fixtures put them: six posts, then three messages. */
+export const SEED: { file: string; content: string; xml: string; key: FixtureKey; localId: string; signatures: number }[] = [
+  ...POST_SEED,
+  message('message-to-key.valid.xml', M.toKey, K1, 'm1'),
+  message('message-to-group.valid.xml', M.toGroup, K1, 'm2'),
+  message('message-notice.valid.xml', M.notice, K2, 'm1'),
 ]
 
 export const seedHash = (n: number) => sha256(SEED[n]!.content)
@@ -177,6 +224,19 @@ const wrongSize = badContent({ localId: '114', attachments: attachmentEl(ATTACHM
 const forOtherData = badContent({ localId: '115' })
 
 const WRONG_BYTES = Buffer.from('woof woof\n', 'utf8')
+
+// ---- messages beyond the seed ----
+
+/** U+1D11E MUSICAL SYMBOL G CLEF: one code point, two UTF-16 units, four UTF-8 bytes. */
+const CLEF = '\u{1D11E}'
+const msg = (m: Partial<MessageSpec> & { localId: string }) => messageContent({ to: toKey(K2), text: 'hello', pub: '2021-02-01T00:00:00Z', ...m })
+const asMessage = (content: string, extra: Partial<ModelSpec> = {}) => authored(content, K1, { name: 'message', version: '1.0', ...extra })
+const m140 = msg({ localId: 'm10', text: CLEF.repeat(140) })
+const mNewerMinor = msg({ localId: 'm11', moreAttrs: ' priority="high"', to: toGroup('ops'), text: 'From 1.3: two things 1.0 does not know.', extraAfterText: '<lang>en</lang>' })
+const mKindEdited = M.toKey.replace('kind="chat"', 'kind="announce"')
+const mOutOfOrder = `<content kind="chat">${idXml(K1, 'm20')}<text>hello</text><to>${toKey(K2)}</to><pub-time>2021-02-01T00:00:00Z</pub-time><update-time>2021-02-01T00:00:00Z</update-time></content>`
+const mMissingTo = `<content kind="chat">${idXml(K1, 'm21')}<text>hello</text><pub-time>2021-02-01T00:00:00Z</pub-time><update-time>2021-02-01T00:00:00Z</update-time></content>`
+const mRepeatedText = `<content kind="chat">${idXml(K1, 'm22')}<to>${toKey(K2)}</to><text>one</text><text>two</text><pub-time>2021-02-01T00:00:00Z</pub-time><update-time>2021-02-01T00:00:00Z</update-time></content>`
 
 export const MODEL_FIXTURES: ModelFixture[] = [
   ...SEED.map((s) => okModel(s.file, s.xml, s.content, s.key, s.localId, s.signatures)),
@@ -251,5 +311,25 @@ export const MODEL_FIXTURES: ModelFixture[] = [
 
   // time
   rejected('update-time-in-future.invalid.xml', authored(future), 'DIP_TIME_IN_FUTURE'),
+
+  // messages (the seed ones are above)
+  okModel('message-140-code-points.valid.xml', asMessage(m140), m140, K1, 'm10', 1),
+  okModel('message-newer-minor.valid.xml', asMessage(mNewerMinor, { version: '1.3' }), mNewerMinor, K1, 'm11', 1),
+  rejected('message-141-code-points.invalid.xml', asMessage(msg({ localId: 'm12', text: CLEF.repeat(141) })), 'DIP_MODEL_INVALID'),
+  rejected('message-text-empty.invalid.xml', asMessage(msg({ localId: 'm13', text: '' })), 'DIP_MODEL_INVALID'),
+  rejected('message-text-markup.invalid.xml', asMessage(msg({ localId: 'm14', text: '<b>hello</b>' })), 'DIP_MODEL_INVALID'),
+  rejected('message-kind-missing.invalid.xml', asMessage(msg({ localId: 'm15', kind: null })), 'DIP_MODEL_INVALID'),
+  rejected('message-kind-unknown.invalid.xml', asMessage(msg({ localId: 'm16', kind: 'basic' })), 'DIP_MODEL_INVALID'),
+  rejected('message-kind-edited.invalid.xml', modelXml({ name: 'message', version: '1.0', content: mKindEdited, signatures: [signedBy(K1, M.toKey)] }), 'DIP_SIGNATURE_INVALID'),
+  rejected('message-to-two-recipients.invalid.xml', asMessage(msg({ localId: 'm17', to: toKey(K2) + toGroup(MESSAGE_GROUP) })), 'DIP_MODEL_INVALID'),
+  rejected('message-to-empty.invalid.xml', asMessage(msg({ localId: 'm18', to: '' })), 'DIP_MODEL_INVALID'),
+  rejected('message-to-key-uppercase.invalid.xml', asMessage(msg({ localId: 'm19', to: `<key>${K2.publicHex.toUpperCase()}</key>` })), 'DIP_MODEL_INVALID'),
+  rejected('message-to-key-id-form.invalid.xml', asMessage(msg({ localId: 'm23', to: `<key>ed25519::${K2.publicHex}</key>` })), 'DIP_MODEL_INVALID'),
+  rejected('message-to-group-bad-name.invalid.xml', asMessage(msg({ localId: 'm24', to: toGroup('dip dev') })), 'DIP_MODEL_INVALID'),
+  rejected('message-fields-out-of-order.invalid.xml', asMessage(mOutOfOrder), 'DIP_MODEL_INVALID'),
+  rejected('message-field-missing.invalid.xml', asMessage(mMissingTo), 'DIP_MODEL_INVALID'),
+  rejected('message-field-repeated.invalid.xml', asMessage(mRepeatedText), 'DIP_MODEL_INVALID'),
+  rejected('message-time-offset.invalid.xml', asMessage(msg({ localId: 'm25', upd: '2021-02-01T01:00:00+01:00' })), 'DIP_MODEL_INVALID'),
+  rejected('message-major-2.invalid.xml', asMessage(M.toKey, { version: '2.0' }), 'DIP_VERSION_NOT_SUPPORTED'),
 ]
 

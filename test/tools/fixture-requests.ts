@@ -3,7 +3,7 @@
 // `seeded` run against a node that first stored the models of
 // put-seed.valid.xml; put fixtures run against an empty node.
 import { idText, idXml, K1, K2, sha256 } from './fixture-keys.js'
-import { authored, C, MODEL_FIXTURES, SEED, seedHash } from './fixture-models.js'
+import { authored, C, MESSAGE_GROUP, MODEL_FIXTURES, SEED, seedHash } from './fixture-models.js'
 
 export interface RowExpected {
   status: 'stored' | 'duplicate' | 'rejected'
@@ -46,6 +46,11 @@ const ID = {
   b1: idText(K2, '1'),
 }
 const ALL = [ID.a1, ID.a2, ID.a3, ID.a4, ID.a5, ID.b1]
+/** The seed messages: K1 to K2 (chat), K1 to the group (announce), K2 to K1 (notice). */
+const MSG = { toKey: idText(K1, 'm1'), toGroup: idText(K1, 'm2'), notice: idText(K2, 'm1') }
+const ALL_MESSAGES = [MSG.toKey, MSG.toGroup, MSG.notice]
+const MESSAGE_MODEL = '<model name="message" version="1.0">'
+const listMessages = (filters: string[]) => list(filters, { model: MESSAGE_MODEL })
 
 /** A list request with one filter element per line. */
 function list(filters: string[], opts: { version?: string; model?: string } = {}): string {
@@ -210,6 +215,25 @@ export const REQUEST_FIXTURES: RequestFixture[] = [
   fails('list-media-json.invalid.xml', MINIMAL_LIST, 'list', 415, 'DIP_UNSUPPORTED_MEDIA_TYPE', { contentType: 'application/json' }),
   fails('list-media-text-plain.invalid.xml', MINIMAL_LIST, 'list', 415, 'DIP_UNSUPPORTED_MEDIA_TYPE', { contentType: 'text/plain; charset=utf-8' }),
 
+  // ---- list: the message model (spec/message-model.md) ----
+  listOk('list-message.valid.xml', listMessages([]), ALL_MESSAGES),
+  listOk('list-message-to.valid.xml', listMessages([`<to>${keyEl(K2.publicHex)}<group>${MESSAGE_GROUP}</group></to>`]), [MSG.toKey, MSG.toGroup]),
+  listOk('list-message-to-key.valid.xml', listMessages([`<to>${keyEl(K1.publicHex)}</to>`]), [MSG.notice]),
+  listOk('list-message-to-empty.valid.xml', listMessages(['<to/>']), ALL_MESSAGES),
+  listOk('list-message-kinds.valid.xml', listMessages(['<kinds><kind>notice</kind><kind>announce</kind></kinds>']), [MSG.toGroup, MSG.notice]),
+  listOk(
+    'list-message-filters.valid.xml',
+    listMessages([`<to>${keyEl(K1.publicHex)}<group>${MESSAGE_GROUP}</group></to>`, '<kinds><kind>announce</kind></kinds>', `<sender><allow>${keyEl(K1.publicHex)}</allow></sender>`]),
+    [MSG.toGroup],
+  ),
+  listOk('list-message-to-whitespace.valid.xml', listMessages([`<to>\n      <group>\n        ${MESSAGE_GROUP}\n      </group>\n    </to>`]), [MSG.toGroup]),
+  listOk('list-message-post-filters-ignored.valid.xml', listMessages(['<tags><tag>dip</tag></tags>']), ALL_MESSAGES),
+  fails('list-message-to-key-uppercase.invalid.xml', listMessages([`<to>${keyEl(K2.publicHex.toUpperCase())}</to>`]), 'list', 400, 'DIP_FILTER_INVALID'),
+  fails('list-message-to-group-bad.invalid.xml', listMessages(['<to><group>dip dev</group></to>']), 'list', 400, 'DIP_FILTER_INVALID'),
+  fails('list-message-kind-unknown.invalid.xml', listMessages(['<kinds><kind>basic</kind></kinds>']), 'list', 400, 'DIP_FILTER_INVALID'),
+  fails('list-message-kind-empty.invalid.xml', listMessages(['<kinds><kind/></kinds>']), 'list', 400, 'DIP_FILTER_INVALID'),
+  fails('list-message-major-2.invalid.xml', list([], { model: '<model name="message" version="2.0">' }), 'list', 501, 'DIP_VERSION_NOT_SUPPORTED'),
+
   // ---- XML that is not a DIP body ----
   fails('xml-malformed.invalid.xml', '<request type="list" version="1.0">\n  <model name="post" version="1.1">\n</request>\n', 'list', 400, 'DIP_XML_INVALID'),
   fails('xml-empty.invalid.xml', '', 'list', 400, 'DIP_XML_INVALID'),
@@ -244,6 +268,8 @@ export const REQUEST_FIXTURES: RequestFixture[] = [
   getOk('get-local-id-exact.valid.xml', get([idXml(K1, '01')]), []),
   getOk('get-no-ids.valid.xml', get([]), []),
   getOk('get-newer-minor.valid.xml', get([idXml(K1, '5')], { version: '1.3', model: '<model name="post" version="1.9">' }), [ID.a5]),
+  getOk('get-message.valid.xml', get([idXml(K2, 'm1'), idXml(K1, 'm1')], { model: MESSAGE_MODEL }), [MSG.notice, MSG.toKey]),
+  getOk('get-message-as-post.valid.xml', get([idXml(K1, 'm1'), I1]), [ID.a1]),
   fails('get-id-uppercase-hex.invalid.xml', get([idWith(`key="${K1.publicHex.toUpperCase()}" local-id="1" type="ed25519"`)]), 'get', 400, 'DIP_ID_INVALID'),
   fails('get-id-short-key.invalid.xml', get([idWith(`key="${K1.publicHex.slice(0, 62)}" local-id="1" type="ed25519"`)]), 'get', 400, 'DIP_ID_INVALID'),
   fails('get-id-bad-local-id.invalid.xml', get([idWith(`key="${K1.publicHex}" local-id="a/b" type="ed25519"`)]), 'get', 400, 'DIP_ID_INVALID'),
@@ -335,6 +361,20 @@ export const REQUEST_FIXTURES: RequestFixture[] = [
       rows: [
         { status: 'stored', hash: seedHash(1), id: ID.a2 },
         { status: 'stored', hash: seedHash(0), id: ID.a1 },
+      ],
+    },
+  },
+  {
+    file: 'put-message-rows.valid.xml',
+    body: put([SEED[6]!.xml, modelFile('message-141-code-points.invalid.xml'), modelFile('message-kind-edited.invalid.xml'), modelFile('message-major-2.invalid.xml')]),
+    expected: {
+      path: 'put',
+      http: 200,
+      rows: [
+        { status: 'stored', hash: seedHash(6), id: MSG.toKey },
+        { status: 'rejected', code: 'DIP_MODEL_INVALID', id: idText(K1, 'm12') },
+        { status: 'rejected', code: 'DIP_SIGNATURE_INVALID', id: MSG.toKey },
+        { status: 'rejected', code: 'DIP_VERSION_NOT_SUPPORTED', id: MSG.toKey },
       ],
     },
   },

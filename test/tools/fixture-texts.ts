@@ -157,12 +157,12 @@ export const RESPONSE_FIXTURES: ResponseFixture[] = [
   },
   {
     file: 'not-supported.valid.xml',
-    body: '<response>\n  <status>not supported</status>\n  <code>DIP_VERSION_NOT_SUPPORTED</code>\n  <description/>\n  <supported>\n    <request type="list" version="1.0"/>\n    <request type="get" version="1.0"/>\n    <request type="put" version="1.0"/>\n    <model name="post" version="1.1"/>\n  </supported>\n</response>\n',
+    body: '<response>\n  <status>not supported</status>\n  <code>DIP_VERSION_NOT_SUPPORTED</code>\n  <description/>\n  <supported>\n    <request type="list" version="1.0"/>\n    <request type="get" version="1.0"/>\n    <request type="put" version="1.0"/>\n    <request type="ping" version="1.0"/>\n    <model name="post" version="1.1"/>\n    <model name="message" version="1.0"/>\n  </supported>\n</response>\n',
     expected: {
       kind: 'head',
       status: 'not supported',
       answerCode: 'DIP_VERSION_NOT_SUPPORTED',
-      supported: { requests: { list: '1.0', get: '1.0', put: '1.0' }, models: { post: '1.1' } },
+      supported: { requests: { list: '1.0', get: '1.0', put: '1.0', ping: '1.0' }, models: { post: '1.1', message: '1.0' } },
     },
   },
   {

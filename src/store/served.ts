@@ -1,0 +1,18 @@
+// A model as a node sends it (get answers, pushes): its stored XML, with the
+// bytes of its attachments inline when the node holds them and they are
+// small (PROTOCOL.md §5: <attachment-data> after <signatures>); larger ones
+// are left to the blob path.
+import type { GraphStore, Row } from './graph-store.js'
+
+export const INLINE_BLOB_MAX = 256 * 1024
+
+export async function servedModelXml(store: GraphStore, row: Row, xml: string): Promise<string> {
+  let extra = ''
+  for (const l of row.l) {
+    if (!l.startsWith('attachment\0')) continue
+    const hash = l.slice('attachment\0'.length)
+    const b = await store.blob(hash)
+    if (b && b.bytes.length <= INLINE_BLOB_MAX) extra += `<attachment-data hash="${hash}">${b.bytes.toString('base64')}</attachment-data>`
+  }
+  return extra === '' ? xml : xml.slice(0, -'</model>'.length) + extra + '</model>'
+}

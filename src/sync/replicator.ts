@@ -1,0 +1,275 @@
+// Push and scheduled pull for the peers an operator added (dipd peer add).
+//
+// Push (after Tent): every model newly stored here, authored or received, is
+// offered with `put` to each push peer whose filter it passes, except the
+// peer it came from. The outbox is the store-order log itself plus, per
+// peer, the position that peer acknowledged (Q!<url>): nothing is copied,
+// nothing is lost on a crash (the position moves only after the peer
+// answered), an edit is offered again (it moves to the end of the log), and
+// a restart resumes where the last answer left off. A duplicate answered
+// `duplicate` is not stored again by the peer, so a pool never loops.
+//
+// Failures back off exponentially with jitter; after CIRCUIT_AFTER failures
+// in a row the peer's circuit opens and it is tried only at the (long)
+// backoff or when it pings (F140). Each peer has its own loop and its own
+// connection budget: a dead peer costs the others nothing.
+//
+// Pull peers are pulled every `pullIntervalSeconds` and when they ping.
+import { DipError } from '../errors.js'
+import { pingRequestXml, putRequestXml, readPutAnswer } from '../protocol/envelope.js'
+import { parseFilterTime, EPOCH } from '../protocol/time.js'
+import { formatId, parseIdText } from '../protocol/id.js'
+import type { GraphStore, PeerRecord, PushState, Row } from '../store/graph-store.js'
+import { rowMatches } from '../store/graph-store.js'
+import { DipClient } from './client.js'
+
+export const PUSH_BATCH = 500
+const BACKOFF_BASE_MS = 250
+const BACKOFF_MAX_MS = 5 * 60_000
+const CIRCUIT_AFTER = 5
+
+export interface ReplicatorDeps {
+  store: GraphStore
+  /** this node's own base URL, sent as DIP-From on puts and in pings */
+  selfUrl: () => string | undefined
+  /** runs a pull of one peer with its filter (DipNode.pull) */
+  pullPeer: (url: string, filter: Record<string, unknown>) => Promise<unknown>
+  /** attachment bytes for pushed models (inline, as in get answers) */
+  withAttachments: (row: Row, xml: string) => Promise<string>
+  pullIntervalSeconds?: number
+  /** ms for one put exchange */
+  timeoutMs?: number
+}
+
+interface PeerLoop {
+  rec: PeerRecord
+  client: DipClient
+  running: boolean
+  again: boolean
+  timer: NodeJS.Timeout | undefined
+  state: PushState
+  /** the last pull's end, ms */
+  lastPull: number
+  pulling: boolean
+}
+
+export interface PeerStatus {
+  url: string
+  push: boolean
+  pull: boolean
+  /** models stored here and not yet acknowledged by the peer (push peers; an upper bound: filters apply on delivery) */
+  queue: number
+  state: PushState | undefined
+  circuitOpen: boolean
+}
+
+function jitter(ms: number): number {
+  return Math.round(ms * (0.5 + Math.random()))
+}
+
+/** The list-filter query of a peer's filter (the same fields as the CLI's). */
+function queryOf(filter: Record<string, unknown> | undefined) {
+  const f = (filter ?? {}) as { model?: string; tags?: string[]; thread?: string; since?: string; until?: string; allow?: string[]; deny?: string[] }
+  const facets: { facet: string; values: string[] }[] = []
+  if (f.tags && f.tags.length > 0) facets.push({ facet: 'tag', values: f.tags })
+  if (f.thread) {
+    const id = parseIdText(f.thread)
+    if (id.ok) facets.push({ facet: 'thread', values: [formatId(id.value)] })
+  }
+  const time = (t: string | undefined) => {
+    if (t === undefined) return undefined
+    const r = parseFilterTime(t)
+    return r.ok && r.value !== EPOCH ? r.value : undefined
+  }
+  const hex = (keys: string[] | undefined) => (keys ? new Set(keys.map((k) => k.replace(/^ed25519::/, ''))) : undefined)
+  return { model: f.model, from: time(f.since), to: time(f.until), facets, allow: hex(f.allow), deny: hex(f.deny) }
+}
+
+export class Replicator {
+  readonly #deps: ReplicatorDeps
+  readonly #peers = new Map<string, PeerLoop>()
+  #unsubscribe: (() => void) | undefined
+  #pullTimer: NodeJS.Timeout | undefined
+  #stopped = false
+
+  constructor(deps: ReplicatorDeps) {
+    this.#deps = deps
+  }
+
+  async start(): Promise<void> {
+    await this.reload()
+    this.#unsubscribe = this.#deps.store.onStored(() => {
+      for (const p of this.#peers.values()) if (p.rec.push) this.#kick(p)
+    })
+    const every = (this.#deps.pullIntervalSeconds ?? 60) * 1000
+    this.#pullTimer = setInterval(() => {
+      for (const p of this.#peers.values()) if (p.rec.pull && Date.now() - p.lastPull >= every) void this.#pull(p)
+    }, Math.min(every, 5000))
+    this.#pullTimer.unref()
+  }
+
+  /** Reads the peers again (after dipd peer add / remove) and starts what is new. */
+  async reload(): Promise<void> {
+    const recs = await this.#deps.store.peers()
+    const seen = new Set<string>()
+    for (const rec of recs) {
+      if (!rec.push && !rec.pull) continue
+      seen.add(rec.url)
+      const have = this.#peers.get(rec.url)
+      if (have) {
+        have.rec = rec
+        continue
+      }
+      const state = (await this.#deps.store.pushState(rec.url)) ?? { ackSeq: rec.push ? this.#deps.store.lastSeq : 0, pushed: 0, failures: 0 }
+      const loop: PeerLoop = { rec, client: new DipClient(rec.url, { timeoutMs: this.#deps.timeoutMs ?? 10_000 }), running: false, again: false, timer: undefined, state, lastPull: 0, pulling: false }
+      this.#peers.set(rec.url, loop)
+      if (rec.push) {
+        await this.#deps.store.savePushState(rec.url, state)
+        this.#kick(loop)
+      }
+      if (rec.pull) void this.#pull(loop)
+    }
+    for (const [url, p] of this.#peers) {
+      if (seen.has(url)) continue
+      clearTimeout(p.timer)
+      this.#peers.delete(url)
+    }
+  }
+
+  /** F140's ping: the peer at `url` is back. Deliver to it now and pull from it now. */
+  ping(url: string): boolean {
+    const p = this.#peers.get(url.replace(/\/+$/, ''))
+    if (!p) return false
+    p.state.failures = 0
+    p.state.nextAttempt = undefined
+    clearTimeout(p.timer)
+    p.timer = undefined
+    if (p.rec.push) this.#kick(p)
+    if (p.rec.pull) void this.#pull(p)
+    return true
+  }
+
+  /** Tells every peer this node is back (at start), so they flush their outboxes to it. */
+  async pingAll(): Promise<void> {
+    const self = this.#deps.selfUrl()
+    if (!self) return
+    await Promise.all(
+      [...this.#peers.values()].map((p) =>
+        p.client.call('ping', pingRequestXml(self)).catch(() => undefined),
+      ),
+    )
+  }
+
+  status(): PeerStatus[] {
+    const last = this.#deps.store.lastSeq
+    return [...this.#peers.values()].map((p) => ({
+      url: p.rec.url,
+      push: p.rec.push === true,
+      pull: p.rec.pull === true,
+      queue: p.rec.push ? Math.max(0, last - p.state.ackSeq) : 0,
+      state: p.rec.push ? { ...p.state } : undefined,
+      circuitOpen: p.state.failures >= CIRCUIT_AFTER,
+    }))
+  }
+
+  async stop(): Promise<void> {
+    this.#stopped = true
+    this.#unsubscribe?.()
+    clearInterval(this.#pullTimer)
+    for (const p of this.#peers.values()) clearTimeout(p.timer)
+    // Let deliveries in flight finish (bounded by their timeout) so their acknowledgements are kept.
+    const deadline = Date.now() + 15_000
+    while ([...this.#peers.values()].some((p) => p.running || p.pulling) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20))
+  }
+
+  #kick(p: PeerLoop): void {
+    if (this.#stopped) return
+    if (p.running) {
+      p.again = true
+      return
+    }
+    if (p.timer !== undefined) return // backing off: the timer will come
+    void this.#deliver(p)
+  }
+
+  async #deliver(p: PeerLoop): Promise<void> {
+    p.running = true
+    try {
+      do {
+        p.again = false
+        while (!this.#stopped && (await this.#sendBatch(p))) {
+          /* more after this batch */
+        }
+      } while (p.again && !this.#stopped)
+      if (p.state.failures > 0 || p.state.lastError) {
+        p.state.failures = 0
+        p.state.lastError = undefined
+        p.state.nextAttempt = undefined
+        await this.#deps.store.savePushState(p.rec.url, p.state)
+      }
+    } catch (e) {
+      p.state.failures++
+      p.state.lastError = e instanceof DipError ? `${e.code}${e.peerCode ? ` (${e.peerCode})` : ''}: ${e.message}` : String(e)
+      const delay = jitter(Math.min(BACKOFF_MAX_MS, BACKOFF_BASE_MS * 2 ** Math.min(p.state.failures - 1, 20)))
+      p.state.nextAttempt = new Date(Date.now() + delay).toISOString()
+      await this.#deps.store.savePushState(p.rec.url, p.state).catch(() => {})
+      if (!this.#stopped) {
+        p.timer = setTimeout(() => {
+          p.timer = undefined
+          this.#kick(p)
+        }, delay)
+        p.timer.unref()
+      }
+    } finally {
+      p.running = false
+    }
+  }
+
+  /** One put of the next models the peer has not acknowledged. True if there may be more. */
+  async #sendBatch(p: PeerLoop): Promise<boolean> {
+    const { store } = this.#deps
+    const rows = await store.log(p.state.ackSeq, PUSH_BATCH)
+    if (rows.length === 0) return false
+    const q = queryOf(p.rec.filter)
+    const pinnedKey = p.rec.key
+    const send = rows.filter((r) => rowMatches(r, q) && r.o !== p.rec.url && !(pinnedKey !== undefined && r.o === pinnedKey))
+    const lastSeq = rows[rows.length - 1]!.s
+    if (send.length > 0) {
+      const xml = await store.modelXml(send.map((r) => r.h))
+      const models: string[] = []
+      for (let i = 0; i < send.length; i++) if (xml[i] !== undefined) models.push(await this.#deps.withAttachments(send[i]!, xml[i]!))
+      // The answer is signed by the peer; its key must be the pinned one once there is a pin.
+      p.client.expectKey = pinnedKey
+      const answer = await p.client.success('put', putRequestXml(models), { 'DIP-From': this.#deps.selfUrl() })
+      const results = readPutAnswer(answer.root)
+      if (!results.ok) throw results.error
+      if (results.value.length !== models.length) throw new DipError('DIP_PEER_RESPONSE_INVALID', `${p.rec.url} answered ${results.value.length} rows for ${models.length} models`)
+      p.state.pushed += results.value.filter((r) => r.status === 'stored').length
+      if (pinnedKey === undefined && p.client.expectKey !== undefined) {
+        // Trust on first use, as for pulls.
+        const latest = await store.peer(p.rec.url)
+        if (latest && latest.key === undefined) {
+          p.rec = { ...latest, key: p.client.expectKey, life: 1, pinnedAt: new Date().toISOString() }
+          await store.savePeer(p.rec)
+        }
+      }
+    }
+    // Every model up to lastSeq was answered (stored, duplicate or refused: put is advice).
+    p.state.ackSeq = lastSeq
+    await store.savePushState(p.rec.url, p.state)
+    return rows.length === PUSH_BATCH
+  }
+
+  async #pull(p: PeerLoop): Promise<void> {
+    if (p.pulling || this.#stopped) return
+    p.pulling = true
+    try {
+      await this.#deps.pullPeer(p.rec.url, p.rec.filter ?? {})
+    } catch {
+      /* the next round tries again; `dipd peer list` shows the pin's last sync */
+    } finally {
+      p.lastPull = Date.now()
+      p.pulling = false
+    }
+  }
+}
