@@ -9,11 +9,13 @@ import { pathToFileURL } from 'node:url'
 import { argValue, cleanup, type Bench } from './lib.js'
 import { pullBench } from './pull.js'
 import { pullStagesBench } from './pull-stages.js'
+import { pushBench } from './push.js'
 
 /** In order; `byDefault: false` ones run only when named with --only, or with --all. */
 export const BENCHES: (Bench & { byDefault: boolean })[] = [
   { ...pullBench, byDefault: true },
   { ...pullStagesBench, byDefault: false },
+  { ...pushBench, byDefault: true },
 ]
 
 export async function main(args: string[]): Promise<number> {

@@ -30,7 +30,7 @@ export interface NodeConfig {
   maxFutureSeconds?: number
   /** a key to import when DIR is new (a pool sharing one key) */
   importKey?: NodeKeyPair
-  /** the models this node speaks (default: post) */
+  /** the models this node speaks (default: defaultRegistry(), post and message) */
   registry?: ModelRegistry
 }
 

@@ -12,7 +12,7 @@
 //   update-time   required  time; grows with every edit
 //   tripcode      optional  text
 //   attachments   optional  <attachment hash mimetype name size/>…
-import { fail, ok, type Result } from '../../errors.js'
+import { DipError, fail, ok, type Result } from '../../errors.js'
 import { formatId, idElement, parseIdElement, parseIdText, type GlobalId } from '../../protocol/id.js'
 import { parseContentTime } from '../../protocol/time.js'
 import { version } from '../../protocol/version.js'
@@ -207,7 +207,8 @@ function checkFields(input: unknown): Result<PostFields> {
   }
   if (f.tripcode !== undefined && typeof f.tripcode !== 'string') return bad('tripcode must be a string')
   for (const s of [f.title, f.text, ...(tags as string[])]) {
-    if (/[\x00-\x08\x0B\x0C\x0E-\x1F\uFFFE\uFFFF]/.test(s)) return bad('text holds a character XML 1.0 does not allow')
+    // XML 1.0 characters only; a lone surrogate would be stored as U+FFFD, silently unlike what the author gave.
+    if (/[\x00-\x08\x0B\x0C\x0E-\x1F\uFFFE\uFFFF]|\p{Cs}/u.test(s)) return bad('text holds a character XML 1.0 does not allow')
   }
   return ok({
     id: f.id as GlobalId,
@@ -252,6 +253,9 @@ function filterXml(filter: FacetFilter): string {
       const id = parseIdText(f.values[0] ?? '')
       if (!id.ok) throw new TypeError('thread filter needs a global id')
       out += `<thread><id key="${id.value.key}" local-id="${id.value.localId}" type="ed25519"/></thread>`
+    } else {
+      // Dropping a filter would make a pull ask for more than meant.
+      throw new DipError('DIP_FILTER_INVALID', `posts have no ${f.facet} filter`)
     }
   }
   return out
