@@ -24,6 +24,8 @@ import { rowMatches } from '../store/graph-store.js'
 import { DipClient } from './client.js'
 
 export const PUSH_BATCH = 500
+/** half the default request limit of PROTOCOL.md §1 */
+const PUT_MAX_BYTES = 8 * 1024 * 1024
 const BACKOFF_BASE_MS = 250
 const BACKOFF_MAX_MS = 5 * 60_000
 const CIRCUIT_AFTER = 5
@@ -233,11 +235,27 @@ export class Replicator {
     const q = queryOf(p.rec.filter)
     const pinnedKey = p.rec.key
     const send = rows.filter((r) => rowMatches(r, q) && r.o !== p.rec.url && !(pinnedKey !== undefined && r.o === pinnedKey))
-    const lastSeq = rows[rows.length - 1]!.s
-    if (send.length > 0) {
-      const xml = await store.modelXml(send.map((r) => r.h))
-      const models: string[] = []
-      for (let i = 0; i < send.length; i++) if (xml[i] !== undefined) models.push(await this.#deps.withAttachments(send[i]!, xml[i]!))
+    const xml = await store.modelXml(send.map((r) => r.h))
+    const chosen = new Map(send.map((r, n) => [r, xml[n]]))
+    // Walk the log in order; stop before a put would grow past PUT_MAX_BYTES (attachments travel inline).
+    const models: string[] = []
+    let bytes = 0
+    let ack = p.state.ackSeq
+    let cut = false
+    for (const r of rows) {
+      const x = chosen.get(r)
+      if (x !== undefined) {
+        const served = await this.#deps.withAttachments(r, x)
+        if (models.length > 0 && bytes + served.length > PUT_MAX_BYTES) {
+          cut = true
+          break
+        }
+        models.push(served)
+        bytes += served.length
+      }
+      ack = r.s
+    }
+    if (models.length > 0) {
       // The answer is signed by the peer; its key must be the pinned one once there is a pin.
       p.client.expectKey = pinnedKey
       const answer = await p.client.success('put', putRequestXml(models), { 'DIP-From': this.#deps.selfUrl() })
@@ -254,10 +272,10 @@ export class Replicator {
         }
       }
     }
-    // Every model up to lastSeq was answered (stored, duplicate or refused: put is advice).
-    p.state.ackSeq = lastSeq
+    // Every model up to `ack` was answered (stored, duplicate or refused: put is advice) or is not for this peer.
+    p.state.ackSeq = ack
     await store.savePushState(p.rec.url, p.state)
-    return rows.length === PUSH_BATCH
+    return cut || rows.length === PUSH_BATCH
   }
 
   async #pull(p: PeerLoop): Promise<void> {
