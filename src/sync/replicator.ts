@@ -119,7 +119,12 @@ export class Replicator {
       seen.add(rec.url)
       const have = this.#peers.get(rec.url)
       if (have) {
+        const pushBefore = have.rec.push === true
         have.rec = rec
+        // addPeer writes the outbox position when push is turned on: take it.
+        have.state = (await this.#deps.store.pushState(rec.url)) ?? have.state
+        if (rec.push && !pushBefore) this.#kick(have)
+        if (rec.pull && have.lastPull === 0) void this.#pull(have)
         continue
       }
       const state = (await this.#deps.store.pushState(rec.url)) ?? { ackSeq: rec.push ? this.#deps.store.lastSeq : 0, pushed: 0, failures: 0 }
@@ -134,7 +139,8 @@ export class Replicator {
     for (const [url, p] of this.#peers) {
       if (seen.has(url)) continue
       clearTimeout(p.timer)
-      this.#peers.delete(url)
+      p.timer = undefined
+      this.#peers.delete(url) // a delivery in flight sees it is gone (#live) and stops there
     }
   }
 
@@ -179,13 +185,18 @@ export class Replicator {
     this.#unsubscribe?.()
     clearInterval(this.#pullTimer)
     for (const p of this.#peers.values()) clearTimeout(p.timer)
-    // Let deliveries in flight finish (bounded by their timeout) so their acknowledgements are kept.
-    const deadline = Date.now() + 15_000
+    // Let deliveries in flight finish briefly; one cut short is offered again later (answered duplicate).
+    const deadline = Date.now() + 2_000
     while ([...this.#peers.values()].some((p) => p.running || p.pulling) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20))
   }
 
+  /** False once the peer was removed (or the replicator stopped): its loop must not save or retry. */
+  #live(p: PeerLoop): boolean {
+    return !this.#stopped && this.#peers.get(p.rec.url) === p
+  }
+
   #kick(p: PeerLoop): void {
-    if (this.#stopped) return
+    if (!this.#live(p)) return
     if (p.running) {
       p.again = true
       return
@@ -199,23 +210,24 @@ export class Replicator {
     try {
       do {
         p.again = false
-        while (!this.#stopped && (await this.#sendBatch(p))) {
+        while (this.#live(p) && (await this.#sendBatch(p))) {
           /* more after this batch */
         }
-      } while (p.again && !this.#stopped)
-      if (p.state.failures > 0 || p.state.lastError) {
+      } while (p.again && this.#live(p))
+      if (this.#live(p) && (p.state.failures > 0 || p.state.lastError)) {
         p.state.failures = 0
         p.state.lastError = undefined
         p.state.nextAttempt = undefined
         await this.#deps.store.savePushState(p.rec.url, p.state)
       }
     } catch (e) {
+      if (!this.#live(p)) return
       p.state.failures++
       p.state.lastError = e instanceof DipError ? `${e.code}${e.peerCode ? ` (${e.peerCode})` : ''}: ${e.message}` : String(e)
       const delay = jitter(Math.min(BACKOFF_MAX_MS, BACKOFF_BASE_MS * 2 ** Math.min(p.state.failures - 1, 20)))
       p.state.nextAttempt = new Date(Date.now() + delay).toISOString()
       await this.#deps.store.savePushState(p.rec.url, p.state).catch(() => {})
-      if (!this.#stopped) {
+      if (this.#live(p)) {
         p.timer = setTimeout(() => {
           p.timer = undefined
           this.#kick(p)
@@ -273,6 +285,7 @@ export class Replicator {
       }
     }
     // Every model up to `ack` was answered (stored, duplicate or refused: put is advice) or is not for this peer.
+    if (!this.#live(p)) return false
     p.state.ackSeq = ack
     await store.savePushState(p.rec.url, p.state)
     return cut || rows.length === PUSH_BATCH
