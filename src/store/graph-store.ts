@@ -93,6 +93,9 @@ export interface PushState {
 
 export type CommitStatus = 'stored' | 'duplicate' | 'stale'
 
+/** A pull's checkpoint, written in the same batch as the models; or a function asked for it inside the commit. */
+export type Checkpoint = { name: string; cursor: string } | (() => { name: string; cursor: string } | undefined)
+
 export interface ListQuery {
   model: string
   /** inclusive time key; undefined = unbounded */
@@ -238,8 +241,10 @@ export class GraphStore {
    * stored ones with all their rows, plus the checkpoint, in one batch.
    * Models must already be verified.
    */
-  commit(models: StagedModel[], checkpoint?: { name: string; cursor: string }, origin?: string): Promise<CommitStatus[]> {
+  commit(models: StagedModel[], checkpoint?: Checkpoint, origin?: string): Promise<CommitStatus[]> {
     return this.#exclusive(async () => {
+      // A function is asked inside the writer lock, so that checkpoints follow commit order.
+      const cp = typeof checkpoint === 'function' ? checkpoint() : checkpoint
       const ids = [...new Set(models.map((m) => m.idText))]
       const currentJson = await this.#db.getMany(ids.map((i) => `I!${i}`))
       const current = new Map<string, Row>()
@@ -298,7 +303,7 @@ export class GraphStore {
           if (held[n] === undefined) ops.push({ type: 'put', key: `D!${t}`, value: '' })
         })
       }
-      if (checkpoint) ops.push({ type: 'put', key: `C!${checkpoint.name}`, value: checkpoint.cursor })
+      if (cp) ops.push({ type: 'put', key: `C!${cp.name}`, value: cp.cursor })
       if (seq !== this.#lastSeq) ops.push({ type: 'put', key: 'X!seq', value: String(seq) })
       if (ops.length > 0) await this.#db.batch(ops)
       const grew = seq !== this.#lastSeq

@@ -5,7 +5,7 @@
 import type { RowCode } from '../errors.js'
 import { checkAttachments, verifySignatures, type Rejection, type StagedModel } from '../model/signed.js'
 import { timeKeyFromMs } from '../protocol/time.js'
-import type { GraphStore } from './graph-store.js'
+import type { Checkpoint, GraphStore } from './graph-store.js'
 
 export type IngestResult = { status: 'stored' | 'duplicate'; model: StagedModel } | { status: 'rejected'; code: RowCode; message: string; model: StagedModel }
 
@@ -47,7 +47,7 @@ export class Ingest {
    * to the node's; `origin` names where the models came from (push does not
    * send them back there); `checkpoint` commits with them.
    */
-  async accept(models: StagedModel[], opts: { checkpoint?: { name: string; cursor: string }; policy?: Policy; origin?: string; via?: Via } = {}): Promise<IngestResult[]> {
+  async accept(models: StagedModel[], opts: { checkpoint?: Checkpoint; policy?: Policy; origin?: string; via?: Via } = {}): Promise<IngestResult[]> {
     const { checkpoint, policy, origin } = opts
     const limit = timeKeyFromMs(Date.now() + this.#maxFutureMs)
     const verdicts = await Promise.all(

@@ -195,7 +195,21 @@ export async function pull(deps: PullDeps, options: PullOptions): Promise<PullSu
   const report = () => options.onProgress?.({ ...progress })
   let failure: unknown
 
-  async function fetchBatch(rows: ListRowIn[]): Promise<void> {
+  // Resume (a pull killed at any point continues where its last commit left
+  // off): list pages are numbered in order; a page is done when every batch
+  // fetched from it is committed. Each commit writes, in the same LevelDB
+  // batch, the cursor after the last page that is done with all the pages
+  // before it; what a killed pull had fetched but not committed is fetched
+  // again, nothing committed is (the next pull skips it as held).
+  const pages: { next: string; pending: number }[] = []
+  let donePages = 0
+  const advance = (): { name: string; cursor: string } | undefined => {
+    let cursor: string | undefined
+    while (donePages < pages.length && pages[donePages]!.pending === 0) cursor = pages[donePages++]!.next
+    return cursor === undefined ? undefined : { name: cpName, cursor }
+  }
+
+  async function fetchBatch(rows: ListRowIn[], page: number): Promise<void> {
     const answer = await client.success('get', getRequestXml(model, rows.map((r) => r.id), session.getVersion))
     const models = readGetAnswer(answer.root)
     if (!models.ok) throw models.error
@@ -218,7 +232,12 @@ export async function pull(deps: PullDeps, options: PullOptions): Promise<PullSu
     }
     s.fetched += staged.length
     s.missing += rows.length - got.size
-    for (const r of await deps.ingest.accept(staged, { policy: senderPolicy, origin: client.base, via: 'pull' })) {
+    // Evaluated inside the store's commit: this batch counts as done there, in commit order.
+    const checkpoint = () => {
+      pages[page]!.pending--
+      return advance()
+    }
+    for (const r of await deps.ingest.accept(staged, { policy: senderPolicy, origin: client.base, via: 'pull', checkpoint })) {
       if (r.status === 'stored') s.stored++
       else if (r.status === 'duplicate') s.duplicate++
       else if (r.status === 'rejected') s.rejected[r.code] = (s.rejected[r.code] ?? 0) + 1
@@ -266,9 +285,10 @@ export async function pull(deps: PullDeps, options: PullOptions): Promise<PullSu
     progress.listed = s.listed
     progress.wanted += todo.length
     report()
+    const pageNo = pages.push({ next: answer.value.next, pending: Math.ceil(todo.length / batchSize) }) - 1
     for (let i = 0; i < todo.length; i += batchSize) {
       const batch = todo.slice(i, i + batchSize)
-      queue.add(() => fetchBatch(batch)).catch((e: unknown) => {
+      queue.add(() => fetchBatch(batch, pageNo)).catch((e: unknown) => {
         failure ??= e
         queue.clear()
       })
