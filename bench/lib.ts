@@ -5,6 +5,7 @@
 // Every wait here is bounded in count and in time; children are killed on
 // every way out (normal end, error, SIGINT/SIGTERM).
 import { spawn, type ChildProcess } from 'node:child_process'
+import { createServer, connect, type Socket } from 'node:net'
 import { mkdtemp, readFile, rm } from 'node:fs/promises'
 import { readdirSync, readFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -49,6 +50,8 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 
 const tempDirs = new Set<string>()
 const children = new Set<ChildProcess>()
+/** servers this process runs for a bench (counting proxies): closed by cleanup() */
+const closers = new Set<() => Promise<void>>()
 
 export async function tempDir(label: string): Promise<string> {
   const d = await mkdtemp(join(tmpdir(), `dipd-bench-${label}-`))
@@ -57,6 +60,8 @@ export async function tempDir(label: string): Promise<string> {
 }
 
 export async function cleanup(): Promise<void> {
+  await Promise.all([...closers].map((c) => c()))
+  closers.clear()
   await Promise.all([...children].map((c) => stopChild(c)))
   for (const d of tempDirs) await rm(d, { recursive: true, force: true, maxRetries: 3 })
   tempDirs.clear()
@@ -130,6 +135,83 @@ export async function startDaemonChild(dataDir: string, opts: { nodeArgs?: strin
     await sleep(25)
   }
   throw new Error(`dipd serve --data ${dataDir} wrote no daemon.json within ${opts.timeoutMs ?? 20_000} ms:\n${err}`)
+}
+
+// ---- bytes on the wire ----
+
+export interface WireCount {
+  /** bytes client -> server (request lines, headers, bodies) */
+  up: number
+  /** bytes server -> client (status lines, headers, bodies) */
+  down: number
+  /** HTTP/1.1 requests seen going up (request lines counted on the wire) */
+  requests: number
+  connections: number
+}
+
+/**
+ * A TCP pass-through on 127.0.0.1 in front of `target` (http://127.0.0.1:PORT)
+ * that counts the bytes each way, headers included, and the HTTP/1.1
+ * request lines going up. `count()` is a snapshot; subtract two snapshots
+ * to get one exchange's share. Closed by cleanup() with everything else.
+ */
+export async function countingProxy(target: string): Promise<{ url: string; count(): WireCount; close(): Promise<void> }> {
+  const t = new URL(target)
+  if (t.hostname !== '127.0.0.1') throw new Error(`countingProxy: loopback targets only, got ${target}`)
+  const c: WireCount = { up: 0, down: 0, requests: 0, connections: 0 }
+  const sockets = new Set<Socket>()
+  const marker = Buffer.from(' HTTP/1.1\r\n')
+  const server = createServer((down) => {
+    c.connections++
+    const up = connect(Number(t.port), '127.0.0.1')
+    sockets.add(down)
+    sockets.add(up)
+    let tail = Buffer.alloc(0) // the end of the last chunk, for a request line cut between chunks
+    down.on('data', (chunk: Buffer) => {
+      c.up += chunk.length
+      const buf = tail.length > 0 ? Buffer.concat([tail, chunk]) : chunk
+      for (let i = buf.indexOf(marker); i !== -1; i = buf.indexOf(marker, i + marker.length)) c.requests++
+      tail = Buffer.from(buf.subarray(Math.max(0, buf.length - (marker.length - 1))))
+    })
+    up.on('data', (chunk: Buffer) => {
+      c.down += chunk.length
+    })
+    down.pipe(up)
+    up.pipe(down)
+    const end = () => {
+      down.destroy()
+      up.destroy()
+      sockets.delete(down)
+      sockets.delete(up)
+    }
+    down.on('error', end).on('close', end)
+    up.on('error', end).on('close', end)
+  })
+  await new Promise<void>((res, rej) => {
+    server.once('error', rej)
+    server.listen(0, '127.0.0.1', () => res())
+  })
+  const port = (server.address() as { port: number }).port
+  const close = () =>
+    new Promise<void>((res) => {
+      for (const s of sockets) s.destroy()
+      sockets.clear()
+      server.close(() => res())
+    })
+  closers.add(close)
+  return {
+    url: `http://127.0.0.1:${port}`,
+    count: () => ({ ...c }),
+    close: async () => {
+      closers.delete(close)
+      await close()
+    },
+  }
+}
+
+/** bytes and requests between two snapshots */
+export function wireDelta(a: WireCount, b: WireCount): WireCount {
+  return { up: b.up - a.up, down: b.down - a.down, requests: b.requests - a.requests, connections: b.connections - a.connections }
 }
 
 // ---- memory ----

@@ -255,6 +255,64 @@ function parseGrid(text: string): { batchSize: number; concurrency: number }[] {
   })
 }
 
+/**
+ * The serial pull against a running A that holds `n` posts, into a fresh
+ * store in this process: the stage table, B's store layout and parseXml
+ * taken apart are printed; the figures are returned. bench/pull.ts calls it
+ * with --stages.
+ */
+export async function serialStages(from: string, n: number, batchSize: number, out: (s: string) => void): Promise<Record<string, unknown>> {
+  out(`stages: serial pull in this process (batches of ${batchSize})…\n`)
+  const r = await serialPull(from, await tempDir('b-serial'), n, batchSize)
+  const per = (ms: number) => `${fmt((1000 * ms) / n, 1)} µs/post`
+  const rows: [string, string, string][] = ORDER.map((name) => {
+    const m = r.st.m.get(name)!
+    return [name, `${fmt(m.wallMs)} ms`, `${per(m.wallMs)}  cpu ${fmt(m.cpuMs)} ms (all threads)  gc ${fmt(m.gcMs)} ms  ${fmt((100 * m.wallMs) / r.wallMs, 1)}%`]
+  })
+  const sum = [...r.st.m.values()].reduce((x, m) => x + m.wallMs, 0)
+  rows.push(['sum of stages', `${fmt(sum)} ms`, per(sum)])
+  rows.push(['serial pull wall', `${fmt(r.wallMs)} ms`, `${fmt(n / (r.wallMs / 1000))} posts/s serial; gc ${fmt(r.gcTotal)} ms in all (${fmt(r.unassignedGc)} between stages)`])
+  rows.push(['  of list parse: readListAnswer', `${fmt(r.readListMs)} ms`, `${per(r.readListMs)} (inside the list stage)`])
+  rows.push(['  of stageModel: canonicalize', `${fmt(r.canonMs)} ms`, `${per(r.canonMs)} (measured apart, not in the sums)`])
+  rows.push(['bytes: list / get answers', `${fmt(r.listBytes / 1e6, 1)} / ${fmt(r.getBytes / 1e6, 1)} MB`, ''])
+  out('\n' + table(`stages: one pull of ${fmt(n)} posts, one step at a time (B in this process)`, rows))
+
+  const layoutRows: [string, string, string][] = [...r.layout.entries()]
+    .sort((x, y) => y[1].bytes - x[1].bytes)
+    .map(([p, e]) => [p, `${fmt(e.bytes / n)} B/post`, `${fmt(e.entries / n, 2)} entries/post, ${fmt(e.bytes / 1e6, 1)} MB`])
+  const totalBytes = [...r.layout.values()].reduce((x, e) => x + e.bytes, 0)
+  const totalEntries = [...r.layout.values()].reduce((x, e) => x + e.entries, 0)
+  layoutRows.push(['all', `${fmt(totalBytes / n)} B/post`, `${fmt(totalEntries / n, 2)} entries/post, ${fmt(totalBytes / 1e6, 1)} MB (model XML alone is M!)`])
+  out('\n' + table("stages: what B's store holds after the pull, by key prefix (keys + values, before compression)", layoutRows))
+
+  const getItems = (r.sampleGet.toString('utf8').match(/<model /g) ?? []).length
+  const listItems = (r.sampleList.toString('utf8').match(/<model /g) ?? []).length
+  const pg = parseBreakdown(r.sampleGet, getItems, 7)
+  const pl = parseBreakdown(r.sampleList, listItems, 7)
+  out(
+    '\n' +
+      table(
+        `stages: parseXml taken apart, best of 7 (one get answer of ${getItems} models, ${fmt(r.sampleGet.length / 1e3)} KB; one list page of ${listItems} rows, ${fmt(r.sampleList.length / 1e3)} KB)`,
+        pg.map(([name, us], i) => [name, `${fmt(us, 1)} µs/model`, `list: ${fmt(pl[i]![1], 1)} µs/row`]),
+      ),
+  )
+
+  return {
+    batch: batchSize,
+    serial_wall_ms: round(r.wallMs),
+    serial_posts_per_s: round(n / (r.wallMs / 1000)),
+    gc_ms: round(r.gcTotal),
+    canonicalize_ms: round(r.canonMs),
+    stages_us_per_post: Object.fromEntries(ORDER.map((name) => [name, round((1000 * r.st.m.get(name)!.wallMs) / n, 1)])),
+    stages_cpu_ms: Object.fromEntries(ORDER.map((name) => [name, round(r.st.m.get(name)!.cpuMs)])),
+    stages_gc_ms: Object.fromEntries(ORDER.map((name) => [name, round(r.st.m.get(name)!.gcMs)])),
+    parse_get_us_per_model: Object.fromEntries(pg.map(([k, v]) => [k, round(v, 1)])),
+    parse_list_us_per_row: Object.fromEntries(pl.map(([k, v]) => [k, round(v, 1)])),
+    read_list_answer_ms: round(r.readListMs),
+    store_bytes_per_post: Object.fromEntries([...r.layout.entries()].map(([p, e]) => [p, round(e.bytes / n)])),
+  }
+}
+
 export async function runStages(args: string[]): Promise<Record<string, unknown>> {
   const n = argInt(args, 'n', 20000, 1, 10_000_000)
   const batchSize = argInt(args, 'batch', 500, 1, 1000)
@@ -267,40 +325,7 @@ export async function runStages(args: string[]): Promise<Record<string, unknown>
     await seed(dirA, n)
     const a = await startDaemonChild(dirA)
 
-    out(`stages: serial pull in this process (batches of ${batchSize})…\n`)
-    const r = await serialPull(a.url, await tempDir('b-serial'), n, batchSize)
-    const per = (ms: number) => `${fmt((1000 * ms) / n, 1)} µs/post`
-    const rows: [string, string, string][] = ORDER.map((name) => {
-      const m = r.st.m.get(name)!
-      return [name, `${fmt(m.wallMs)} ms`, `${per(m.wallMs)}  cpu ${fmt(m.cpuMs)} ms (all threads)  gc ${fmt(m.gcMs)} ms  ${fmt((100 * m.wallMs) / r.wallMs, 1)}%`]
-    })
-    const sum = [...r.st.m.values()].reduce((x, m) => x + m.wallMs, 0)
-    rows.push(['sum of stages', `${fmt(sum)} ms`, per(sum)])
-    rows.push(['serial pull wall', `${fmt(r.wallMs)} ms`, `${fmt(n / (r.wallMs / 1000))} posts/s serial; gc ${fmt(r.gcTotal)} ms in all (${fmt(r.unassignedGc)} between stages)`])
-    rows.push(['  of list parse: readListAnswer', `${fmt(r.readListMs)} ms`, `${per(r.readListMs)} (inside the list stage)`])
-    rows.push(['  of stageModel: canonicalize', `${fmt(r.canonMs)} ms`, `${per(r.canonMs)} (measured apart, not in the sums)`])
-    rows.push(['bytes: list / get answers', `${fmt(r.listBytes / 1e6, 1)} / ${fmt(r.getBytes / 1e6, 1)} MB`, ''])
-    out('\n' + table(`stages: one pull of ${fmt(n)} posts, one step at a time (B in this process)`, rows))
-
-    const layoutRows: [string, string, string][] = [...r.layout.entries()]
-      .sort((x, y) => y[1].bytes - x[1].bytes)
-      .map(([p, e]) => [p, `${fmt(e.bytes / n)} B/post`, `${fmt(e.entries / n, 2)} entries/post, ${fmt(e.bytes / 1e6, 1)} MB`])
-    const totalBytes = [...r.layout.values()].reduce((x, e) => x + e.bytes, 0)
-    const totalEntries = [...r.layout.values()].reduce((x, e) => x + e.entries, 0)
-    layoutRows.push(['all', `${fmt(totalBytes / n)} B/post`, `${fmt(totalEntries / n, 2)} entries/post, ${fmt(totalBytes / 1e6, 1)} MB (model XML alone is M!)`])
-    out('\n' + table("stages: what B's store holds after the pull, by key prefix (keys + values, before compression)", layoutRows))
-
-    const getItems = (r.sampleGet.toString('utf8').match(/<model /g) ?? []).length
-    const listItems = (r.sampleList.toString('utf8').match(/<model /g) ?? []).length
-    const pg = parseBreakdown(r.sampleGet, getItems, 7)
-    const pl = parseBreakdown(r.sampleList, listItems, 7)
-    out(
-      '\n' +
-        table(
-          `stages: parseXml taken apart, best of 7 (one get answer of ${getItems} models, ${fmt(r.sampleGet.length / 1e3)} KB; one list page of ${listItems} rows, ${fmt(r.sampleList.length / 1e3)} KB)`,
-          pg.map(([name, us], i) => [name, `${fmt(us, 1)} µs/model`, `list: ${fmt(pl[i]![1], 1)} µs/row`]),
-        ),
-    )
+    const serial = await serialStages(a.url, n, batchSize, out)
 
     const gridOut: Record<string, number> = {}
     if (grid.length > 0) {
@@ -358,20 +383,9 @@ export async function runStages(args: string[]): Promise<Record<string, unknown>
     const figures = {
       bench: 'pull-stages',
       n,
-      batch: batchSize,
-      serial_wall_ms: round(r.wallMs),
-      serial_posts_per_s: round(n / (r.wallMs / 1000)),
-      gc_ms: round(r.gcTotal),
-      canonicalize_ms: round(r.canonMs),
-      stages_us_per_post: Object.fromEntries(ORDER.map((name) => [name, round((1000 * r.st.m.get(name)!.wallMs) / n, 1)])),
-      stages_cpu_ms: Object.fromEntries(ORDER.map((name) => [name, round(r.st.m.get(name)!.cpuMs)])),
-      stages_gc_ms: Object.fromEntries(ORDER.map((name) => [name, round(r.st.m.get(name)!.gcMs)])),
+      ...serial,
       grid_posts_per_s: gridOut,
-      parse_get_us_per_model: Object.fromEntries(pg.map(([k, v]) => [k, round(v, 1)])),
-      parse_list_us_per_row: Object.fromEntries(pl.map(([k, v]) => [k, round(v, 1)])),
-      read_list_answer_ms: round(r.readListMs),
       store_variants: storeOut,
-      store_bytes_per_post: Object.fromEntries([...r.layout.entries()].map(([p, e]) => [p, round(e.bytes / n)])),
     }
     out('BENCH_JSON ' + JSON.stringify(figures) + '\n')
     return figures

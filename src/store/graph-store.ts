@@ -486,9 +486,12 @@ export class GraphStore {
   }
 
   /** The next decimal local-id for a model authored here. */
-  allocateLocalId(): Promise<string> {
+  allocateLocalId(keyHex: string): Promise<string> {
     return this.#exclusive(async () => {
-      const next = Number((await this.#db.get('X!local-id')) ?? '0') + 1
+      let next = Number((await this.#db.get('X!local-id')) ?? '0') + 1
+      // Models of this key may have arrived from elsewhere (a restored key, a pool
+      // sharing it): never hand out an id the store already holds.
+      for (let tries = 0; tries < 1_000_000 && (await this.#db.get(`I!ed25519::${keyHex}::${next}`)) !== undefined; tries++) next++
       await this.#db.put('X!local-id', String(next))
       return String(next)
     })

@@ -145,8 +145,12 @@ export function runGraphStoreSuite(name: string, open: () => Promise<StoreHandle
     await store.commit([makePost(alice, { localId: 1 })], { name: 'peer', cursor: 'c1' })
     assert.equal(await store.checkpoint('peer'), 'c1')
     assert.equal(await store.checkpoint('other'), undefined)
-    assert.equal(await store.allocateLocalId(), '1')
-    assert.equal(await store.allocateLocalId(), '2')
+    assert.equal(await store.allocateLocalId(bob.publicKeyHex), '1')
+    assert.equal(await store.allocateLocalId(bob.publicKeyHex), '2')
+    // Ids of this key that arrived from elsewhere are skipped.
+    await store.commit([makePost(bob, { localId: 3 }), makePost(bob, { localId: 4 })])
+    assert.equal(await store.allocateLocalId(bob.publicKeyHex), '5')
+    assert.equal(await store.allocateLocalId(alice.publicKeyHex), '6')
   })
 
   withStore('ingest: signatures checked before anything is written', async (store) => {
