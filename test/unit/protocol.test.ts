@@ -5,7 +5,7 @@ import { canonicalize } from '../../src/protocol/canonical.js'
 import { formatId, parseIdElement, parseIdText, type GlobalId } from '../../src/protocol/id.js'
 import { EPOCH, MAX_TIME, parseContentTime, parseFilterTime, timeKeyFromMs } from '../../src/protocol/time.js'
 import { isCompatible, parseVersion } from '../../src/protocol/version.js'
-import { MAX_DEPTH, parseXml, type XmlElement } from '../../src/protocol/xml.js'
+import { MAX_DEPTH, parseXml } from '../../src/protocol/xml.js'
 import { postModel, type PostFields } from '../../src/model/post/post.js'
 import { xmlTree as tree } from '../arbitraries.js'
 

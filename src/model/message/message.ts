@@ -25,8 +25,9 @@ import { DipError, fail, ok, type Result } from '../../errors.js'
 import { idElement, parseIdElement, type GlobalId } from '../../protocol/id.js'
 import { parseContentTime } from '../../protocol/time.js'
 import { version } from '../../protocol/version.js'
-import { childElements, childrenNamed, escapeText, hasElementChildren, rawText, type XmlElement } from '../../protocol/xml.js'
+import { childElements, childrenNamed, escapeText, rawText, type XmlElement } from '../../protocol/xml.js'
 import type { FacetFilter, ModelDefinition, ModelMeta } from '../types.js'
+import { orderedChildren, plainText } from '../content.js'
 
 export const MESSAGE_KINDS = ['chat', 'notice', 'announce'] as const
 export type MessageKind = (typeof MESSAGE_KINDS)[number]
@@ -58,7 +59,6 @@ export interface MessageFields {
 }
 
 const ORDER = ['id', 'to', 'text', 'pub-time', 'update-time'] as const
-const KNOWN = new Map<string, number>(ORDER.map((n, i) => [n, i]))
 const KINDS: ReadonlySet<string> = new Set(MESSAGE_KINDS)
 const KEY_RE = /^[0-9a-f]{64}$/
 export const GROUP_RE = /^[0-9A-Za-z._-]{1,64}$/
@@ -77,10 +77,6 @@ export function codePoints(s: string): number {
   return n
 }
 
-function plainText(el: XmlElement): Result<string> {
-  if (hasElementChildren(el)) return invalid(`<${el.name}> must hold text only`)
-  return ok(rawText(el))
-}
 
 /** `<to>`: exactly one element, `<key>` or `<group>`, and no other text than whitespace. */
 function parseTo(el: XmlElement): Result<Recipient> {
@@ -106,17 +102,9 @@ function fromContent(content: XmlElement): Result<Message> {
   const kind = content.attrs.kind
   if (kind === undefined) return invalid('<content> needs a kind attribute')
   if (!KINDS.has(kind)) return invalid(`unknown message kind ${JSON.stringify(kind.slice(0, 64))}`)
-  const seen = new Map<string, XmlElement>()
-  let last = -1
-  for (const child of childElements(content)) {
-    const pos = KNOWN.get(child.name)
-    if (pos === undefined) continue // unknown: newer minor, kept in the signed bytes
-    if (seen.has(child.name)) return invalid(`<${child.name}> repeated`)
-    if (pos < last) return invalid(`<${child.name}> out of order`)
-    last = pos
-    seen.set(child.name, child)
-  }
-  for (const name of ORDER) if (!seen.has(name)) return invalid(`<${name}> missing`)
+  const children = orderedChildren(content, ORDER, ORDER)
+  if (!children.ok) return children
+  const seen = children.value
 
   const id = parseIdElement(seen.get('id')!)
   if (!id.ok) return id

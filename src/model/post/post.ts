@@ -16,8 +16,9 @@ import { DipError, fail, ok, type Result } from '../../errors.js'
 import { formatId, idElement, parseIdElement, parseIdText, type GlobalId } from '../../protocol/id.js'
 import { parseContentTime } from '../../protocol/time.js'
 import { version } from '../../protocol/version.js'
-import { childElements, childrenNamed, hasElementChildren, rawText, escapeText, type XmlElement } from '../../protocol/xml.js'
+import { childElements, childrenNamed, rawText, escapeText, type XmlElement } from '../../protocol/xml.js'
 import type { AttachmentRef, FacetFilter, Link, ModelDefinition, ModelMeta } from '../types.js'
+import { orderedChildren, plainText } from '../content.js'
 
 export interface Post {
   id: GlobalId
@@ -47,18 +48,13 @@ export interface PostFields {
 }
 
 const ORDER = ['id', 'title', 'text', 'tags', 'thread', 'pub-time', 'update-time', 'tripcode', 'attachments'] as const
-const REQUIRED = new Set(['id', 'title', 'text', 'pub-time', 'update-time'])
-const KNOWN = new Map<string, number>(ORDER.map((n, i) => [n, i]))
+const REQUIRED = ['id', 'title', 'text', 'pub-time', 'update-time'] as const
 const HASH_RE = /^sha256:[0-9a-f]{64}$/
 const SIZE_RE = /^(0|[1-9][0-9]{0,14})$/
 export const POST_REF_RE = /\[post\](ed25519::[0-9a-f]{64}::[0-9A-Za-z._-]{1,64})\[\/post\]/g
 
 const invalid = (msg: string) => fail<never>('DIP_MODEL_INVALID', msg)
 
-function plainText(el: XmlElement): Result<string> {
-  if (hasElementChildren(el)) return invalid(`<${el.name}> must hold text only`)
-  return ok(rawText(el))
-}
 
 function parseAttachment(el: XmlElement): Result<AttachmentRef> {
   const { hash, mimetype, name, size } = el.attrs
@@ -69,17 +65,9 @@ function parseAttachment(el: XmlElement): Result<AttachmentRef> {
 }
 
 function fromContent(content: XmlElement): Result<Post> {
-  const seen = new Map<string, XmlElement>()
-  let last = -1
-  for (const child of childElements(content)) {
-    const pos = KNOWN.get(child.name)
-    if (pos === undefined) continue // unknown: newer minor, kept in the signed bytes
-    if (seen.has(child.name)) return invalid(`<${child.name}> repeated`)
-    if (pos < last) return invalid(`<${child.name}> out of order`)
-    last = pos
-    seen.set(child.name, child)
-  }
-  for (const name of REQUIRED) if (!seen.has(name)) return invalid(`<${name}> missing`)
+  const children = orderedChildren(content, ORDER, REQUIRED)
+  if (!children.ok) return children
+  const seen = children.value
 
   const id = parseIdElement(seen.get('id')!)
   if (!id.ok) return id
