@@ -103,6 +103,7 @@ export class DipNode {
   async list(filter: LocalFilter = {}): Promise<ListedRow[]> {
     const out: ListedRow[] = []
     let afterSeq = 0
+    if (filter.model !== undefined && !this.deps.registry.get(filter.model)) throw new DipError('DIP_USAGE', `model ${filter.model} is not registered`)
     const q = {
       model: filter.model ?? 'post',
       from: filterTime(filter.since, '--since'),

@@ -23,6 +23,7 @@ function dataOption(): Option {
 
 function withFilters(cmd: Command): Command {
   return cmd
+    .option('--model <name>', 'the model: post (the default) or message')
     .option('--tag <tag>', 'only opening posts with this tag (repeatable: any of them)', collect)
     .option('--thread <id>', 'only this thread: the opening post and its replies')
     .option('--since <time>', 'update-time from (inclusive): 2017-01-01T00:00:00Z, "2017-01-01 00:00:00" or Unix seconds')
@@ -32,6 +33,7 @@ function withFilters(cmd: Command): Command {
 }
 
 interface FilterOpts {
+  model?: string
   tag?: string[]
   thread?: string
   since?: string
@@ -42,6 +44,7 @@ interface FilterOpts {
 
 function toFilter(o: FilterOpts): LocalFilter {
   const f: LocalFilter = {}
+  if (o.model !== undefined) f.model = o.model
   if (o.tag) f.tags = o.tag
   if (o.thread !== undefined) f.thread = o.thread
   if (o.since !== undefined) f.since = o.since
@@ -118,6 +121,24 @@ program
     const r = await withNode(o.data, {
       local: (node) => node.author('post', fields),
       remote: (api) => api.json<{ id: string }>('POST', '/api/local/models', { model: 'post', fields }),
+    })
+    process.stdout.write(r.id + '\n')
+  })
+
+program
+  .command('message')
+  .description('author a signed message (the F140-style model: at most 140 characters to a key or a group); prints its global id')
+  .addOption(dataOption())
+  .option('--to <key>', 'the recipient key (64 hex or ed25519::<hex>)')
+  .option('--group <name>', 'the recipient group')
+  .requiredOption('--text <text>', '1 to 140 characters')
+  .option('--kind <kind>', 'chat, notice or announce', 'chat')
+  .action(async (o: { data: string; to?: string; group?: string; text: string; kind: string }) => {
+    if ((o.to === undefined) === (o.group === undefined)) throw new DipError('DIP_USAGE', 'say --to KEY or --group NAME')
+    const fields = { to: o.group !== undefined ? { group: o.group } : o.to, text: o.text, kind: o.kind }
+    const r = await withNode(o.data, {
+      local: (node) => node.author('message', fields),
+      remote: (api) => api.json<{ id: string }>('POST', '/api/local/models', { model: 'message', fields }),
     })
     process.stdout.write(r.id + '\n')
   })
