@@ -16,7 +16,9 @@ export interface PostSpec {
   tags?: string[]
   thread?: string
   updateTime?: string
+  pubTime?: string
   attachments?: AttachmentRef[]
+  tripcode?: string | undefined
 }
 
 export function makePost(pair: NodeKeyPair, spec: PostSpec): StagedModel {
@@ -30,8 +32,9 @@ export function makePost(pair: NodeKeyPair, spec: PostSpec): StagedModel {
       text: spec.text ?? `text of ${spec.localId}`,
       tags: spec.tags ?? [],
       thread: spec.thread ? { type: 'ed25519', key: threadKey!, localId: threadLocal! } : undefined,
-      pubTime: '2020-01-01T00:00:00Z',
+      pubTime: spec.pubTime ?? '2020-01-01T00:00:00Z',
       updateTime: time,
+      tripcode: spec.tripcode,
       attachments: spec.attachments,
     },
     pair,

@@ -49,11 +49,12 @@ import { commonFilterXml, DEFAULT_LIMITS, getRequestXml, listRequestXml, putRequ
 import { childElements, firstChild, childrenNamed, parseXml, type XmlElement, type XmlNode } from '../../src/protocol/xml.js'
 import { canonicalize } from '../../src/protocol/canonical.js'
 import { generateKeyPair, keyPairFromSecret, verify, type NodeKeyPair } from '../../src/crypto/ed25519.js'
-import { authorModel, type StagedModel } from '../../src/model/signed.js'
+import type { StagedModel } from '../../src/model/signed.js'
 import { NodeIdentity } from '../../src/trust/identity.js'
 import { postModel } from '../../src/model/post/post.js'
 import type { AttachmentRef } from '../../src/model/types.js'
 import { tempDir } from '../helpers.js'
+import { makePost } from '../factory.js'
 
 // ---- configuration ----
 
@@ -92,27 +93,17 @@ interface PostSpec {
 }
 
 function post(spec: PostSpec): StagedModel {
-  const pair = AUTHORS[spec.author % AUTHORS.length]!
-  const thread = spec.thread?.split('::')
-  const r = authorModel(
-    postModel,
-    {
-      id: { type: 'ed25519', key: pair.publicKeyHex, localId: spec.localId },
-      title: spec.title ?? `title ${spec.localId}`,
-      text: spec.text ?? `text of ${spec.localId}`,
-      tags: spec.tags ?? [],
-      thread: thread ? { type: 'ed25519', key: thread[1]!, localId: thread[2]! } : undefined,
-      pubTime: '2018-01-01T00:00:00Z',
-      updateTime: spec.time ?? TIMES[1],
-      tripcode: spec.tripcode,
-      attachments: spec.attachments,
-    },
-    pair,
-    registry,
-    limits,
-  )
-  if (!r.ok) throw r.error
-  return r.value
+  return makePost(AUTHORS[spec.author % AUTHORS.length]!, {
+    localId: spec.localId,
+    title: spec.title,
+    text: spec.text,
+    tags: spec.tags,
+    thread: spec.thread,
+    pubTime: '2018-01-01T00:00:00Z',
+    updateTime: spec.time ?? TIMES[1],
+    tripcode: spec.tripcode,
+    attachments: spec.attachments,
+  })
 }
 
 const ATT_BYTES = Buffer.from('fuzz attachment bytes \u00e9\u{1F600}')
