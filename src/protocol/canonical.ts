@@ -36,7 +36,13 @@ function sortedAttrNames(attrs: Record<string, string>): string[] {
   return names.every((n) => /^[\x00-\x7f]*$/.test(n)) ? names.sort() : names.sort(compareCodePoints)
 }
 
-export function canonicalize(el: XmlElement): string {
+/**
+ * The canonical form of `el`. An element the parser found already canonical
+ * in its document (`src`) is that text; `walk` true ignores `src` all the
+ * way down (tests check the two agree).
+ */
+export function canonicalize(el: XmlElement, walk = false): string {
+  if (el.src !== undefined && !walk) return el.src
   let out = '<' + el.name
   for (const n of sortedAttrNames(el.attrs)) out += ` ${n}="${escapeAttr(el.attrs[n]!)}"`
   const mixed = hasElementChildren(el)
@@ -46,7 +52,7 @@ export function canonicalize(el: XmlElement): string {
       if (mixed && WS_ONLY_RE.test(c)) continue
       inner += escapeText(c)
     } else {
-      inner += canonicalize(c)
+      inner += canonicalize(c, walk)
     }
   }
   return inner === '' ? out + '/>' : out + '>' + inner + '</' + el.name + '>'

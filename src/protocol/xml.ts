@@ -22,10 +22,16 @@ import { fail, ok, type Result } from '../errors.js'
 
 export interface XmlElement {
   name: string
-  /** null-prototype record; attribute order is not significant */
+  /** record without Object.prototype in its chain; attribute order is not significant */
   attrs: Record<string, string>
   /** child elements and text runs (adjacent text and CDATA merged) */
   children: XmlNode[]
+  /**
+   * Set by the parser when the element's source text is already in
+   * canonical form (canonical.ts): then the canonical form is this slice of
+   * the document, and canonicalize() returns it without a walk.
+   */
+  src?: string
 }
 export type XmlNode = XmlElement | string
 
@@ -47,6 +53,31 @@ function isXmlChar(cp: number): boolean {
 }
 
 class SyntaxErr extends Error {}
+
+// Attribute records: fast-property objects whose prototype has no
+// properties (so `__proto__` or `constructor` are plain attribute names).
+// Object.create(null) would make each one a dictionary, twice the memory.
+function Attrs(this: Record<string, string>) {}
+Attrs.prototype = Object.create(null)
+const newAttrs = (): Record<string, string> => new (Attrs as unknown as new () => Record<string, string>)()
+
+/**
+ * Whether a raw text run (`attr` false) or attribute value (`attr` true) is
+ * written exactly as the canonical form writes what it decodes to: only the
+ * canonical escapes, no raw character the canonical form escapes. Sound, not
+ * complete: false sends the element to the full canonical walk.
+ */
+function canonicalRaw(raw: string, attr: boolean): boolean {
+  if (raw.indexOf('>') !== -1 || (attr && (raw.indexOf('\t') !== -1 || raw.indexOf('\n') !== -1))) return false
+  for (let amp = raw.indexOf('&'); amp !== -1; amp = raw.indexOf('&', amp + 1)) {
+    const c = raw.charCodeAt(amp + 1)
+    if (c === 0x61 ? raw.startsWith('amp;', amp + 1) : c === 0x6c || c === 0x67 ? raw.charCodeAt(amp + 2) === 0x74 && raw.charCodeAt(amp + 3) === 0x3b : false) continue
+    if (raw.startsWith('#13;', amp + 1)) continue
+    if (attr && (raw.startsWith('quot;', amp + 1) || raw.startsWith('#9;', amp + 1) || raw.startsWith('#10;', amp + 1))) continue
+    return false
+  }
+  return true
+}
 
 /**
  * Expands the built-in entities and character references; any other `&` is
@@ -86,12 +117,20 @@ function decodeRefs(raw: string): string {
   return out + raw.slice(from)
 }
 
+const CANON = 1
+const HAS_EL = 2
+const WS_RUN = 4
+const HIGH_RE = /[\uD800-\uFFFF]/
+
 const isWs = (c: number) => c === 0x20 || c === 0x0a || c === 0x09 || c === 0x0d
 
 /** The tree of a document whose characters are already checked and whose line ends are normalised. */
 function parseDocument(s: string): XmlElement {
   const n = s.length
   const stack: XmlElement[] = []
+  // Per open element: where its start tag begins, and CANON | HAS_EL | WS_RUN.
+  const starts: number[] = []
+  const flags: number[] = []
   let root: XmlElement | undefined
   let text = ''
   let hasText = false
@@ -106,8 +145,13 @@ function parseDocument(s: string): XmlElement {
     if (m[0].indexOf(':') !== -1) err(`namespaced name ${JSON.stringify(m[0].slice(0, 64))} is not allowed`)
     return m[0]
   }
+  const notCanonical = () => {
+    flags[flags.length - 1]! &= ~CANON
+  }
   const flush = () => {
     if (hasText) {
+      const top = flags.length - 1
+      if (flags[top]! & CANON && WS_ONLY_RE.test(text)) flags[top]! |= WS_RUN
       stack[stack.length - 1]!.children.push(text)
       text = ''
       hasText = false
@@ -123,6 +167,7 @@ function parseDocument(s: string): XmlElement {
       } else {
         if (chunk.indexOf(']]>') !== -1) err('"]]>" may not stand in character data') // §2.4
         text += decodeRefs(chunk)
+        if (flags[flags.length - 1]! & CANON && !canonicalRaw(chunk, false)) notCanonical()
         hasText = true
       }
       i = end
@@ -133,18 +178,25 @@ function parseDocument(s: string): XmlElement {
       // </name S?>
       const nm = name(i + 2)
       let j = i + 2 + nm.length
+      const tight = j
       while (j < n && isWs(s.charCodeAt(j))) j++
       if (s.charCodeAt(j) !== 0x3e) err('malformed end tag')
       const open = stack[stack.length - 1]
       if (!open || open.name !== nm) err(`end tag </${nm.slice(0, 64)}> does not match`)
       flush()
       stack.pop()
+      const start = starts.pop()!
+      const f = flags.pop()!
       i = j + 1
+      // Canonical: tight end tag, not <a></a> (that is <a/>), no white-space-only run beside child elements.
+      if (f & CANON && j === tight && open!.children.length > 0 && (f & (HAS_EL | WS_RUN)) !== (HAS_EL | WS_RUN)) open!.src = s.slice(start, i)
+      else if (flags.length > 0) notCanonical()
     } else if (c === 0x21) {
       if (s.startsWith('<!--', i)) {
         const e = s.indexOf('-->', i + 4)
         if (e === -1) err('unclosed comment')
         if (s.slice(i + 4, e).indexOf('--') !== -1 || s.charCodeAt(e - 1) === 0x2d) err('"--" inside a comment') // §2.5
+        if (flags.length > 0) notCanonical()
         i = e + 3
       } else if (s.startsWith('<![CDATA[', i)) {
         if (stack.length === 0) err('CDATA outside the root element')
@@ -152,6 +204,7 @@ function parseDocument(s: string): XmlElement {
         if (e === -1) err('unclosed CDATA section')
         text += s.slice(i + 9, e)
         hasText = true
+        notCanonical()
         i = e + 3
       } else err('DOCTYPE and other declarations are not allowed')
     } else if (c === 0x3f) {
@@ -162,41 +215,52 @@ function parseDocument(s: string): XmlElement {
       const e = s.indexOf('?>', after)
       if (e === -1) err('unclosed processing instruction')
       if (e !== after && !isWs(s.charCodeAt(after))) err('malformed processing instruction')
+      if (flags.length > 0) notCanonical()
       i = e + 2
     } else {
       if (stack.length === 0 && root) err('a document has exactly one root element')
       const nm = name(i + 1)
       let j = i + 1 + nm.length
-      const attrs: Record<string, string> = Object.create(null)
+      const attrs = newAttrs()
       let selfClosing = false
+      // Canonical start tag: one space before each attribute, name="value", names in order, nothing before > or />.
+      let canon = true
+      let prev = ''
       for (;;) {
         const before = j
         while (j < n && isWs(s.charCodeAt(j))) j++
         const ch = s.charCodeAt(j)
-        if (ch === 0x3e) {
-          j++
-          break
-        }
-        if (ch === 0x2f && s.charCodeAt(j + 1) === 0x3e) {
-          selfClosing = true
-          j += 2
+        if (ch === 0x3e || (ch === 0x2f && s.charCodeAt(j + 1) === 0x3e)) {
+          if (j !== before) canon = false
+          selfClosing = ch === 0x2f
+          j += selfClosing ? 2 : 1
           break
         }
         if (j === before) err('white space is needed between attributes')
+        if (j !== before + 1 || s.charCodeAt(before) !== 0x20) canon = false
         const an = name(j)
         if (an === 'xmlns') err('namespace declarations are not allowed')
+        // Code-unit order is code-point order below the surrogates.
+        if (canon && (an <= prev || HIGH_RE.test(an))) canon = false
+        prev = an
         j += an.length
+        let k = j
         while (j < n && isWs(s.charCodeAt(j))) j++
         if (s.charCodeAt(j) !== 0x3d) err(`attribute ${an.slice(0, 64)} has no value`)
         j++
+        if (j !== k + 1) canon = false
+        k = j
         while (j < n && isWs(s.charCodeAt(j))) j++
+        if (j !== k) canon = false
         const q = s.charCodeAt(j)
+        if (q !== 0x22) canon = false
         if (q !== 0x22 && q !== 0x27) err('attribute values are quoted')
         const e = s.indexOf(q === 0x22 ? '"' : "'", j + 1)
         if (e === -1) err('unclosed attribute value')
         const raw = s.slice(j + 1, e)
         if (raw.indexOf('<') !== -1) err('"<" may not stand in an attribute value') // §3.1
         if (an in attrs) err(`attribute ${an.slice(0, 64)} repeated`)
+        if (canon && !canonicalRaw(raw, true)) canon = false
         attrs[an] = decodeRefs(raw.indexOf('\t') === -1 && raw.indexOf('\n') === -1 ? raw : raw.replace(/[\t\n]/g, ' '))
         j = e + 1
       }
@@ -205,11 +269,15 @@ function parseDocument(s: string): XmlElement {
       else {
         flush()
         stack[stack.length - 1]!.children.push(el)
+        flags[flags.length - 1]! |= HAS_EL
       }
       if (!selfClosing) {
         stack.push(el)
+        starts.push(i)
+        flags.push(canon ? CANON : 0)
         if (stack.length > MAX_DEPTH) err(`nesting deeper than ${MAX_DEPTH}`)
-      }
+      } else if (canon) el.src = s.slice(i, j)
+      else if (flags.length > 0) notCanonical()
       i = j
     }
   }

@@ -111,3 +111,63 @@ test('oracle: random documents (canonical, pretty-printed, with comments and CDA
     { numRuns: 400 },
   )
 })
+
+/** Every element of a tree, depth first. */
+function* elements(el: XmlElement): Generator<XmlElement> {
+  yield el
+  for (const c of el.children) if (typeof c !== 'string') yield* elements(c)
+}
+
+// The parser marks elements whose source is already canonical (`src`), and
+// canonicalize() then returns that text: the mark must never be wrong, and
+// it must be found on canonical documents (the bulk path relies on it).
+const respellings: [RegExp, string][] = [
+  [/ ([a-z][a-z0-9.-]*)="/, " $1 = \""], // spaces around =
+  [/="([^"]*)"/, "='$1'"], // single quotes (a value without ' only)
+  [/<([a-z][a-z0-9.-]*)\/>/, '<$1></$1>'], // empty element written open and closed
+  [/<([a-z][a-z0-9.-]*)/, '<$1 '], // space before > or an attribute
+  [/&amp;/, '&#38;'], // another spelling of the same character
+  [/&gt;/, '>'],
+  [/&#13;/, '&#xD;'],
+  [/<\/([a-z][a-z0-9.-]*)>/, '</$1 >'],
+  [/(<[a-z][a-z0-9.-]*)( [^>]*?")( [^>]*?")(\/?>)/, '$1$3$2$4'], // two attributes swapped
+  [/></, '>\n<'], // white space between tags
+  [/>([^<]+)</, '><!--c-->$1<'],
+  [/>([^<]+)</, '><![CDATA[$1]]><'],
+]
+
+test('canonical spans: src, when the parser sets it, is the canonical form; canonical documents get it', () => {
+  fc.assert(
+    fc.property(tree, fc.array(fc.nat(respellings.length - 1), { maxLength: 3 }), (el, edits) => {
+      const canonical = canonicalize(el)
+      const parsed = parseXml(canonical)
+      assert.ok(parsed.ok)
+      assert.equal(parsed.value.src, canonical, 'a canonical document is its own canonical form, found in one pass')
+      let doc = canonical
+      for (const e of edits) doc = doc.replace(respellings[e]![0], respellings[e]![1])
+      const again = parseXml(doc)
+      if (!again.ok) return // a respelling may break well-formedness (a quote inside a value)
+      for (const x of elements(again.value)) if (x.src !== undefined) assert.equal(x.src, canonicalize(x, true), doc)
+    }),
+    { numRuns: 2000 },
+  )
+})
+
+test('canonical spans: fixtures and hand-picked spellings', () => {
+  let marked = 0
+  for (const file of xmlFiles(FIXTURES)) {
+    const parsed = parseXml(readFileSync(file, 'utf8'))
+    if (!parsed.ok) continue
+    for (const x of elements(parsed.value)) {
+      if (x.src === undefined) continue
+      assert.equal(x.src, canonicalize(x, true), file)
+      marked++
+    }
+  }
+  assert.ok(marked > 1000, `${marked} marked elements`)
+  const src = (doc: string) => parseXml(doc).ok && (parseXml(doc) as { value: XmlElement }).value.src
+  assert.equal(src('<a b="1" c="&amp;&lt;&gt;&quot;&#9;&#10;&#13;"><x/>t&amp;&lt;&gt;&#13;</a>'), '<a b="1" c="&amp;&lt;&gt;&quot;&#9;&#10;&#13;"><x/>t&amp;&lt;&gt;&#13;</a>')
+  for (const doc of ['<a c="1" b="2"/>', "<a b='1'/>", '<a b="1" />', '<a></a>', '<a>x&quot;</a>', '<a b="x&apos;"/>', '<a>&#65;</a>', '<a><b/> </a>', '<a><b/>&#13;</a>', '<a b="\t"/>', '<a>x</a >', '<a><!--c--></a>', '<a><?p?></a>']) {
+    assert.equal(src(doc), undefined, doc)
+  }
+})
