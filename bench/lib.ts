@@ -113,7 +113,8 @@ export async function stopChild(c: ChildProcess, graceMs = 5000): Promise<void> 
 /** `dipd serve --data DIR --port 0` as a child; resolves once DIR/daemon.json names this child. */
 export async function startDaemonChild(dataDir: string, opts: { nodeArgs?: string[]; timeoutMs?: number } = {}): Promise<Daemon> {
   const child = spawn(process.execPath, [...(opts.nodeArgs ?? []), CLI_JS, 'serve', '--data', dataDir, '--port', '0', '--host', '127.0.0.1'], {
-    stdio: ['ignore', 'ignore', 'pipe'],
+    // DIPD_BENCH_CHILD_STDOUT=1 passes the children's stdout through (with --node-args-b "--trace-gc", say).
+    stdio: ['ignore', process.env.DIPD_BENCH_CHILD_STDOUT === '1' ? 'inherit' : 'ignore', 'pipe'],
   })
   children.add(child)
   let err = ''

@@ -65,16 +65,23 @@ export function registerSyncRoutes(app: FastifyInstance, deps: SyncDeps): void {
     return listXml(rows, last ? store.cursor(last.s) : echo, page.more)
   }
 
-  async function get(req: GetRequest): Promise<string> {
+  // Get answers are assembled from the stored bytes (no decode, no string building, no encode).
+  const GET_HEAD = Buffer.from('<response><status>success</status><models>')
+  const GET_TAIL = Buffer.from('</models></response>')
+  async function get(req: GetRequest): Promise<Buffer> {
     const ids = req.ids.map(formatId)
-    let found = await store.getModels(ids)
+    let found = await store.getModelBytes(ids)
     if (deps.fetchOnMiss && found.length < ids.length) {
       const held = new Set(found.map((f) => f.row.i))
-      if ((await deps.fetchOnMiss(req.modelName, ids.filter((i) => !held.has(i)))) > 0) found = await store.getModels(ids)
+      if ((await deps.fetchOnMiss(req.modelName, ids.filter((i) => !held.has(i)))) > 0) found = await store.getModelBytes(ids)
     }
-    let out = '<response><status>success</status><models>'
-    for (const { row, xml } of found) if (row.n === req.modelName) out += row.l.length === 0 ? xml : await servedModelXml(store, row, xml)
-    return out + '</models></response>'
+    const parts: Buffer[] = [GET_HEAD]
+    for (const { row, xml } of found) {
+      if (row.n !== req.modelName) continue
+      parts.push(row.l.length === 0 ? xml : Buffer.from(await servedModelXml(store, row, xml.toString('utf8')), 'utf8'))
+    }
+    parts.push(GET_TAIL)
+    return Buffer.concat(parts)
   }
 
   async function put(req: PutRequest, origin: string | undefined): Promise<string> {

@@ -125,6 +125,10 @@ export interface Want {
 
 type Db = AbstractLevel<any, string, string>
 
+/** getMany: keys per part at least, parts at most (libuv's pool has 4 threads) */
+const GET_PART = 128
+const GET_PARTS = 4
+
 const seqKey = (n: number) => n.toString(16).padStart(16, '0')
 const SEQ_END = 'g' // sorts after every hex digit
 
@@ -331,27 +335,56 @@ export class GraphStore {
     return (await this.rows(ids)).filter((r, n): r is Row => r !== undefined && r.s === seqs[n])
   }
 
+  /**
+   * Point reads of many keys. A large read is split into parts read at once:
+   * each getMany is one job on one of libuv's threads, and LevelDB serves
+   * parts in parallel (a get of 1,000 ids: 13 vs 10 ms on 2 cores).
+   */
+  async #getMany<V extends string | Buffer = string>(keys: string[], buffers?: boolean): Promise<(V | undefined)[]> {
+    const opts = buffers ? { valueEncoding: 'buffer' } : {}
+    if (keys.length < 2 * GET_PART) return (await this.#db.getMany(keys, opts)) as (V | undefined)[]
+    const size = Math.ceil(keys.length / Math.min(GET_PARTS, Math.floor(keys.length / GET_PART)))
+    const parts: Promise<(V | undefined)[]>[] = []
+    for (let i = 0; i < keys.length; i += size) parts.push(this.#db.getMany(keys.slice(i, i + size), opts) as Promise<(V | undefined)[]>)
+    return (await Promise.all(parts)).flat()
+  }
+
   /** Current rows of ids (undefined where not held). */
   async rows(ids: string[]): Promise<(Row | undefined)[]> {
-    const json = await this.#db.getMany(ids.map((i) => `I!${i}`))
+    const json = await this.#getMany(ids.map((i) => `I!${i}`))
     return json.map((j) => (j === undefined ? undefined : (JSON.parse(j) as Row)))
   }
 
   /** Model XML by content hash. */
   async modelXml(hashes: string[]): Promise<(string | undefined)[]> {
-    return this.#db.getMany(hashes.map((h) => `M!${h}`))
+    return this.#getMany(hashes.map((h) => `M!${h}`))
   }
 
   /** Current model XML of ids, in order, omitting ids not held. */
   async getModels(ids: string[]): Promise<{ row: Row; xml: string }[]> {
-    const rows = await this.rows(ids)
-    const held = rows.filter((r): r is Row => r !== undefined)
-    const xml = await this.modelXml(held.map((r) => r.h))
-    const out: { row: Row; xml: string }[] = []
-    held.forEach((row, n) => {
-      if (xml[n] !== undefined) out.push({ row, xml: xml[n]! })
-    })
-    return out
+    return this.#current(ids, false)
+  }
+
+  /** getModels as UTF-8 bytes, read as stored (answers are built without decoding and encoding again). */
+  async getModelBytes(ids: string[]): Promise<{ row: Row; xml: Buffer }[]> {
+    return this.#current(ids, true)
+  }
+
+  async #current<V extends string | Buffer>(ids: string[], buffers: boolean): Promise<{ row: Row; xml: V }[]> {
+    // Each part reads its models as soon as its rows are in (no barrier between the two reads).
+    const size = ids.length < 2 * GET_PART ? ids.length : Math.ceil(ids.length / Math.min(GET_PARTS, Math.floor(ids.length / GET_PART)))
+    const part = async (from: number) => {
+      const held = (await this.rows(ids.slice(from, from + size))).filter((r): r is Row => r !== undefined)
+      const xml = await this.#getMany<V>(held.map((r) => `M!${r.h}`), buffers)
+      const out: { row: Row; xml: V }[] = []
+      held.forEach((row, n) => {
+        if (xml[n] !== undefined) out.push({ row, xml: xml[n]! })
+      })
+      return out
+    }
+    const parts: Promise<{ row: Row; xml: V }[]>[] = []
+    for (let i = 0; i < ids.length; i += size) parts.push(part(i))
+    return (await Promise.all(parts)).flat()
   }
 
   /** Of the listed versions, the ones worth fetching: not held, and not beaten by what is held. */
