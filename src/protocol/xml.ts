@@ -124,8 +124,15 @@ const HIGH_RE = /[\uD800-\uFFFF]/
 
 const isWs = (c: number) => c === 0x20 || c === 0x0a || c === 0x09 || c === 0x0d
 
+/**
+ * Asked of every element as it closes, with its parent and depth (the root
+ * is 1): true takes it out of the tree (the caller has used it), so that a
+ * large answer's parts can be handled and dropped one at a time.
+ */
+export type Take = (el: XmlElement, parent: XmlElement, depth: number) => boolean
+
 /** The tree of a document whose characters are already checked and whose line ends are normalised. */
-function parseDocument(s: string): XmlElement {
+function parseDocument(s: string, take: Take | undefined): XmlElement {
   const n = s.length
   const stack: XmlElement[] = []
   // Per open element: where its start tag begins, and CANON | HAS_EL | WS_RUN.
@@ -147,6 +154,14 @@ function parseDocument(s: string): XmlElement {
   }
   const notCanonical = () => {
     flags[flags.length - 1]! &= ~CANON
+  }
+  // A taken element is its parent's last child; the parent no longer holds its source.
+  const taken = (el: XmlElement) => {
+    const parent = stack[stack.length - 1]!
+    if (take!(el, parent, stack.length + 1)) {
+      parent.children.pop()
+      notCanonical()
+    }
   }
   const flush = () => {
     if (hasText) {
@@ -191,6 +206,7 @@ function parseDocument(s: string): XmlElement {
       // Canonical: tight end tag, not <a></a> (that is <a/>), no white-space-only run beside child elements.
       if (f & CANON && j === tight && open!.children.length > 0 && (f & (HAS_EL | WS_RUN)) !== (HAS_EL | WS_RUN)) open!.src = s.slice(start, i)
       else if (flags.length > 0) notCanonical()
+      if (take && stack.length > 0) taken(open!)
     } else if (c === 0x21) {
       if (s.startsWith('<!--', i)) {
         const e = s.indexOf('-->', i + 4)
@@ -276,8 +292,11 @@ function parseDocument(s: string): XmlElement {
         starts.push(i)
         flags.push(canon ? CANON : 0)
         if (stack.length > MAX_DEPTH) err(`nesting deeper than ${MAX_DEPTH}`)
-      } else if (canon) el.src = s.slice(i, j)
-      else if (flags.length > 0) notCanonical()
+      } else {
+        if (canon) el.src = s.slice(i, j)
+        else if (flags.length > 0) notCanonical()
+        if (take && stack.length > 0) taken(el)
+      }
       i = j
     }
   }
@@ -286,8 +305,8 @@ function parseDocument(s: string): XmlElement {
   return root!
 }
 
-/** Parses one DIP XML document (bytes or an already decoded string). */
-export function parseXml(input: Uint8Array | string): Result<XmlElement> {
+/** Parses one DIP XML document (bytes or an already decoded string); `take` may take elements out as they close. */
+export function parseXml(input: Uint8Array | string, take?: Take): Result<XmlElement> {
   let text: string
   if (typeof input === 'string') {
     text = input.charCodeAt(0) === 0xfeff ? input.slice(1) : input
@@ -308,7 +327,7 @@ export function parseXml(input: Uint8Array | string): Result<XmlElement> {
     text = text.slice(m[0].length)
   }
   try {
-    return ok(parseDocument(text))
+    return ok(parseDocument(text, take))
   } catch (cause) {
     if (cause instanceof SyntaxErr) return fail('DIP_XML_INVALID', `not well-formed XML: ${cause.message}`)
     throw cause

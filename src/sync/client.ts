@@ -9,10 +9,10 @@
 // peer says counts unless its node key vouches for the exact bytes.
 import { Agent, request } from 'undici'
 import { DipError, isWireCode, WIRE_CODES } from '../errors.js'
-import { verify } from '../crypto/ed25519.js'
+import { verifyAsync } from '../crypto/ed25519.js'
 import { keyHex } from '../trust/chain.js'
 import { readResponseHead, type ResponseHead } from '../protocol/envelope.js'
-import { parseXml, type XmlElement } from '../protocol/xml.js'
+import { parseXml, type Take, type XmlElement } from '../protocol/xml.js'
 
 export interface ClientOptions {
   /** bytes; a larger answer is refused */
@@ -30,6 +30,14 @@ export interface Answer {
 const agent = new Agent({ keepAliveTimeout: 10_000, connections: 16 })
 const RESPONSE_PREFIX = Buffer.from('dip-response:')
 const RETRIES = 4
+
+/** An answer as received: `body`, and the bytes its signature covers ("dip-response:" + body, one buffer). */
+interface Received {
+  status: number
+  headers: Record<string, string | string[] | undefined>
+  body: Buffer
+  signed: Buffer
+}
 
 /** PROTOCOL.md §9; fields are untrusted until checked. */
 export interface Manifest {
@@ -70,7 +78,7 @@ export class DipClient {
    * One exchange; a 429 or 503 is tried again after the peer's Retry-After
    * (or 0.25, 0.5, 1, 2 s), at most RETRIES times and never past 30 s of waiting.
    */
-  async #fetch(path: string, init: { method: 'GET' | 'POST'; body?: Buffer; headers?: Record<string, string> }): Promise<{ status: number; headers: Record<string, string | string[] | undefined>; body: Buffer }> {
+  async #fetch(path: string, init: { method: 'GET' | 'POST'; body?: Buffer; headers?: Record<string, string> }): Promise<Received> {
     let waited = 0
     for (let attempt = 0; ; attempt++) {
       const res = await this.#fetchOnce(path, init)
@@ -83,7 +91,7 @@ export class DipClient {
     }
   }
 
-  async #fetchOnce(path: string, init: { method: 'GET' | 'POST'; body?: Buffer; headers?: Record<string, string> }): Promise<{ status: number; headers: Record<string, string | string[] | undefined>; body: Buffer }> {
+  async #fetchOnce(path: string, init: { method: 'GET' | 'POST'; body?: Buffer; headers?: Record<string, string> }): Promise<Received> {
     this.requests++
     this.bytesOut += init.body?.length ?? 0
     let res
@@ -114,18 +122,23 @@ export class DipClient {
       throw new DipError('DIP_PEER_UNREACHABLE', `connection to ${this.base} broke: ${(cause as Error).message}`, { cause })
     }
     this.bytesIn += size
-    return { status: res.statusCode, headers: res.headers, body: Buffer.concat(chunks, size) }
+    // The body is read into a buffer after the signature's prefix: no copy to verify it.
+    const signed = Buffer.allocUnsafe(RESPONSE_PREFIX.length + size)
+    RESPONSE_PREFIX.copy(signed)
+    let at = RESPONSE_PREFIX.length
+    for (const c of chunks) at += (c as Buffer).copy(signed, at)
+    return { status: res.statusCode, headers: res.headers, body: signed.subarray(RESPONSE_PREFIX.length), signed }
   }
 
-  /** PROTOCOL.md §8: DIP-Node-Key and DIP-Signature over "dip-response:" + body. Returns the key. */
-  #checkSignature(headers: Record<string, string | string[] | undefined>, body: Buffer): string {
+  /** PROTOCOL.md §8: DIP-Node-Key and DIP-Signature over "dip-response:" + body, checked on the thread pool. Returns the key. */
+  async #checkSignature({ headers, signed }: Received): Promise<string> {
     const nodeKey = headers['dip-node-key']
     const sig = headers['dip-signature']
     const hex = typeof nodeKey === 'string' ? keyHex(nodeKey) : undefined
     if (!hex || typeof sig !== 'string' || !/^[0-9a-f]{128}$/.test(sig)) {
       throw new DipError('DIP_PEER_SIGNATURE_INVALID', `${this.base} answered without DIP-Node-Key / DIP-Signature`)
     }
-    if (!verify(hex, Buffer.concat([RESPONSE_PREFIX, body]), Buffer.from(sig, 'hex'))) {
+    if (!(await verifyAsync(hex, signed, Buffer.from(sig, 'hex')))) {
       throw new DipError('DIP_PEER_SIGNATURE_INVALID', `the DIP-Signature of ${this.base} does not verify`)
     }
     if (this.expectKey === undefined) this.expectKey = nodeKey as string
@@ -159,15 +172,20 @@ export class DipClient {
     const saved = this.expectKey
     this.expectKey = m.node // the manifest must be signed by the key it names
     try {
-      this.#checkSignature(res.headers, res.body)
+      await this.#checkSignature(res)
     } finally {
       this.expectKey = saved
     }
     return m
   }
 
-  /** POSTs a DIP request to /api/sync/<type>/ and returns the parsed answer (any status). */
-  async call(type: string, xml: string, headers?: Record<string, string | undefined>): Promise<Answer> {
+  /**
+   * POSTs a DIP request to /api/sync/<type>/ and returns the parsed answer
+   * (any status). `take` sees elements as they are parsed (parseXml), while
+   * the answer's signature is checked on the thread pool; what it took
+   * counts only once this returns.
+   */
+  async call(type: string, xml: string, headers?: Record<string, string | undefined>, take?: Take): Promise<Answer> {
     const extra: Record<string, string> = {}
     for (const [k, v] of Object.entries(headers ?? {})) if (v !== undefined) extra[k] = v
     const res = await this.#fetch(`/api/sync/${type}/`, { method: 'POST', body: Buffer.from(xml, 'utf8'), headers: extra })
@@ -175,8 +193,10 @@ export class DipClient {
     if (res.status === 403 && res.headers['dip-signature'] === undefined) {
       throw new DipError('DIP_PEER_ERROR', `${this.base} refused the request (HTTP 403)`, { peerCode: 'DIP_REFUSED' })
     }
-    this.#checkSignature(res.headers, res.body)
-    const parsed = parseXml(res.body)
+    const signature = this.#checkSignature(res)
+    signature.catch(() => {}) // awaited below, after the parse
+    const parsed = parseXml(res.body, take)
+    await signature
     if (!parsed.ok) throw new DipError('DIP_PEER_RESPONSE_INVALID', `answer from ${this.base} (HTTP ${res.status}) is not DIP XML: ${parsed.error.message}`)
     const head = readResponseHead(parsed.value)
     if (!head.ok) throw new DipError('DIP_PEER_RESPONSE_INVALID', `answer from ${this.base}: ${head.error.message}`)
@@ -184,8 +204,8 @@ export class DipClient {
   }
 
   /** Like call, but a non-success answer throws DIP_PEER_ERROR (transient when the peer's code is). */
-  async success(type: string, xml: string, headers?: Record<string, string | undefined>): Promise<Answer> {
-    const a = await this.call(type, xml, headers)
+  async success(type: string, xml: string, headers?: Record<string, string | undefined>, take?: Take): Promise<Answer> {
+    const a = await this.call(type, xml, headers, take)
     if (a.head.status !== 'success') throw this.peerError(a.head)
     return a
   }

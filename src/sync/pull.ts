@@ -17,7 +17,8 @@ import { createHash } from 'node:crypto'
 import PQueue from 'p-queue'
 import { DipError } from '../errors.js'
 import { commonFilterXml, getRequestXml, listRequestXml, readGetAnswer, readListAnswer, type Limits, type ListRowIn } from '../protocol/envelope.js'
-import { stageModel } from '../model/signed.js'
+import { stageModel, type StagedModel } from '../model/signed.js'
+import type { XmlElement } from '../protocol/xml.js'
 import type { FacetFilter } from '../model/types.js'
 import type { ModelRegistry } from '../model/registry.js'
 import type { GraphStore } from '../store/graph-store.js'
@@ -210,26 +211,34 @@ export async function pull(deps: PullDeps, options: PullOptions): Promise<PullSu
   }
 
   async function fetchBatch(rows: ListRowIn[], page: number): Promise<void> {
-    const answer = await client.success('get', getRequestXml(model, rows.map((r) => r.id), session.getVersion))
-    const models = readGetAnswer(answer.root)
-    if (!models.ok) throw models.error
     const asked = new Set(rows.map((r) => r.id))
-    const staged = []
+    const staged: StagedModel[] = []
     const got = new Set<string>()
-    for (const el of models.value) {
+    const rejected: Record<string, number> = {}
+    const consider = (el: XmlElement) => {
       const st = stageModel(el, deps.registry, deps.limits)
-      if (!st.ok) {
-        s.rejected[st.rejection.code] = (s.rejected[st.rejection.code] ?? 0) + 1
-        continue
-      }
       // A peer may answer anything; take only what was asked, once.
-      if (!asked.has(st.value.idText) || got.has(st.value.idText)) {
-        s.rejected.DIP_REFUSED = (s.rejected.DIP_REFUSED ?? 0) + 1
-        continue
+      const code = !st.ok ? st.rejection.code : !asked.has(st.value.idText) || got.has(st.value.idText) ? 'DIP_REFUSED' : undefined
+      if (code !== undefined) rejected[code] = (rejected[code] ?? 0) + 1
+      else if (st.ok) {
+        got.add(st.value.idText)
+        staged.push(st.value)
       }
-      got.add(st.value.idText)
-      staged.push(st.value)
     }
+    // Models are staged as the answer is parsed, each tree dropped once read
+    // (a whole answer's trees would outlive the young generation). They count
+    // only if the answer turns out signed and successful.
+    let models: XmlElement | undefined
+    const take = (el: XmlElement, parent: XmlElement, depth: number) => {
+      if (depth !== 3 || el.name !== 'model' || parent.name !== 'models' || (models ??= parent) !== parent) return false
+      consider(el)
+      return true
+    }
+    const answer = await client.success('get', getRequestXml(model, rows.map((r) => r.id), session.getVersion), undefined, take)
+    const rest = readGetAnswer(answer.root)
+    if (!rest.ok) throw rest.error
+    for (const el of rest.value) consider(el)
+    for (const [code, n] of Object.entries(rejected)) s.rejected[code] = (s.rejected[code] ?? 0) + n
     s.fetched += staged.length
     s.missing += rows.length - got.size
     // Evaluated inside the store's commit: this batch counts as done there, in commit order.

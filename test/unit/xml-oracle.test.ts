@@ -171,3 +171,21 @@ test('canonical spans: fixtures and hand-picked spellings', () => {
     assert.equal(src(doc), undefined, doc)
   }
 })
+
+test('take: elements taken as they close leave the tree, the rest is the same tree; refusals are the same', () => {
+  const doc = '<response><status>success</status><models><model n="1"><x/></model><model n="2"/><other/></models><models><model n="3"/></models></response>'
+  const seen: [string, string, number][] = []
+  const taken = parseXml(doc, (el, parent, depth) => {
+    seen.push([el.name + (el.attrs.n ?? ''), parent.name, depth])
+    return el.name === 'model' && depth === 3 && el.attrs.n !== '3'
+  })
+  assert.ok(taken.ok)
+  assert.deepEqual(seen, [['status', 'response', 2], ['x', 'model', 4], ['model1', 'models', 3], ['model2', 'models', 3], ['other', 'models', 3], ['models', 'response', 2], ['model3', 'models', 3], ['models', 'response', 2]])
+  const whole = parseXml(doc)
+  assert.ok(whole.ok)
+  const models = whole.value.children[1] as XmlElement
+  models.children.splice(0, 2)
+  assert.deepEqual(plain(taken.value), plain(whole.value))
+  assert.equal(taken.value.src, undefined, 'a tree with parts taken out is not its source any more')
+  assert.equal(parseXml('<a><b/><b></a>', () => true).ok, false)
+})
