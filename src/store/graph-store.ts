@@ -10,7 +10,6 @@
 //   S!<SEQ>                          store order: the id whose current version was stored at SEQ
 //   F!<facet>!<value>\0<SEQ>         facet index (tag, thread): id
 //   K!<key>!<SEQ>                    sender-key index: id
-//   U!<update-time key>!<id>        (update-time, id) index: hash
 //   L!<from>\0<kind>\0<to>           graph edge, forward
 //   R!<to>\0<kind>\0<from>           graph edge, backward (replies of a thread, …)
 //   D!<target>                       a link target not held yet (id or blob hash)
@@ -152,7 +151,10 @@ function edgeKeys(r: Row): string[] {
   return keys
 }
 
-/** Every entry of one stored version but its I! row: model, indexes, edges. */
+/**
+ * Every entry of one stored version but its I! row: model, indexes, edges
+ * (and the U! row stores written before 2026-11 kept, which nothing read).
+ */
 function versionDeletes(r: Row): AbstractBatchOperation<Db, string, string>[] {
   return [`M!${r.h}`, `U!${r.u}!${r.i}`, ...indexKeys(r), ...edgeKeys(r)].map((key) => ({ type: 'del' as const, key }))
 }
@@ -250,7 +252,10 @@ export class GraphStore {
       // A function is asked inside the writer lock, so that checkpoints follow commit order.
       const cp = typeof checkpoint === 'function' ? checkpoint() : checkpoint
       const ids = [...new Set(models.map((m) => m.idText))]
-      const currentJson = await this.#db.getMany(ids.map((i) => `I!${i}`))
+      // Current versions, and which ids are dangling link targets (D!), in one read.
+      const read = await this.#getMany([...ids.map((i) => `I!${i}`), ...ids.map((i) => `D!${i}`)])
+      const currentJson = read.slice(0, ids.length)
+      const dangling = new Set(ids.filter((_, n) => read[ids.length + n] !== undefined))
       const current = new Map<string, Row>()
       ids.forEach((id, n) => {
         const j = currentJson[n]
@@ -289,14 +294,14 @@ export class GraphStore {
         }
         if (old) ops.push(...versionDeletes(old))
         // The row lives once, under I!; index entries name the id (half the bytes written).
-        ops.push({ type: 'put', key: `M!${m.hash}`, value: m.xml }, { type: 'put', key: `I!${m.idText}`, value: JSON.stringify(row) }, { type: 'put', key: `U!${row.u}!${row.i}`, value: m.hash })
+        ops.push({ type: 'put', key: `M!${m.hash}`, value: m.xml }, { type: 'put', key: `I!${m.idText}`, value: JSON.stringify(row) })
         for (const k of indexKeys(row)) ops.push({ type: 'put', key: k, value: m.idText })
         for (const k of edgeKeys(row)) ops.push({ type: 'put', key: k, value: '' })
         for (const l of m.meta.links) newTargets.add(l.target)
         blobOps(m, ops, storedIds)
         current.set(m.idText, row)
         storedIds.add(m.idText)
-        ops.push({ type: 'del', key: `D!${m.idText}` })
+        if (dangling.delete(m.idText)) ops.push({ type: 'del', key: `D!${m.idText}` })
         statuses.push('stored')
       }
       // Edges to targets not held yet are remembered; they resolve when the target arrives.
