@@ -446,6 +446,14 @@ async function getBench(a: Daemon, ids: string[], requests: number, per: number,
   return { inFlight, requests, models, bytes, ms, modelsPerS: models / (ms / 1000), mbPerS: bytes / 1e6 / (ms / 1000), msPerRequest: ms / requests, cpuA }
 }
 
+/** A daemon's memory as it reports it on /metrics (prom-client's process metrics), MB. */
+async function memoryOf(d: Daemon): Promise<{ rss: number; heapTotal: number; heapUsed: number; external: number }> {
+  const res = await request(`${d.url}/metrics`, { headersTimeout: 10_000, bodyTimeout: 10_000 })
+  const text = await res.body.text()
+  const mb = (name: string) => round(Number(new RegExp(`^${name} (\\S+)`, 'm').exec(text)?.[1] ?? NaN) / 1048576, 1)
+  return { rss: mb('process_resident_memory_bytes'), heapTotal: mb('nodejs_heap_size_total_bytes'), heapUsed: mb('nodejs_heap_size_used_bytes'), external: mb('nodejs_external_memory_bytes') }
+}
+
 /** A's answers to /api/sync/<type>/ so far, by type, from its /metrics (dipd_requests_total). */
 async function syncRequestsServed(a: Daemon): Promise<Record<string, number>> {
   const res = await request(`${a.url}/metrics`, { headersTimeout: 10_000, bodyTimeout: 10_000 })
@@ -531,6 +539,7 @@ export async function runPull(args: string[]): Promise<Record<string, unknown>> 
     const cpuA = cpuDelta(cpu0[0], cpu1[0])
     const cpuB = cpuDelta(cpu0[1], cpu1[1])
     const mem = rss.stop()
+    const memB = await memoryOf(b)
     const s = run.summary
     const rejected = Object.values(s.rejected).reduce((x, y) => x + y, 0)
     const held = await countOnB(b)
@@ -614,6 +623,7 @@ export async function runPull(args: string[]): Promise<Record<string, unknown>> 
       wire_initial: proxy ? wInitial : undefined,
       rss_a_peak_mb: mem[a.pid]!.peakRssMb,
       rss_b_peak_mb: mem[b.pid]!.peakRssMb,
+      memory_b_after_pull_mb: memB,
       hwm_a_mb: mem[a.pid]!.hwmMb,
       hwm_b_mb: mem[b.pid]!.hwmMb,
       hwm_a_end_mb: hwmEnd[a.pid]!.hwmMb,
@@ -705,6 +715,7 @@ export async function runPull(args: string[]): Promise<Record<string, unknown>> 
           ['cores busy (A+B) during pull', `${fmt((cpuSum(cpuA) + cpuSum(cpuB)) / 1000 / wallS, 2)}`, 'of 2 (other work on the machine not counted)'],
           ['peak RSS A (server)', `${fmt(mem[a.pid]!.peakRssMb)} MB`, `VmHWM ${mem[a.pid]!.hwmMb ?? '?'} MB (${hwmEnd[a.pid]!.hwmMb ?? '?'} MB at the end of every step)`],
           ['peak RSS B (puller)', `${fmt(mem[b.pid]!.peakRssMb)} MB`, `VmHWM ${mem[b.pid]!.hwmMb ?? '?'} MB (${hwmEnd[b.pid]!.hwmMb ?? '?'} MB at the end of every step)`],
+          ['B after the pull: RSS', `${fmt(memB.rss)} MB`, `V8 heap ${fmt(memB.heapTotal)} MB (${fmt(memB.heapUsed)} used), external ${fmt(memB.external)} MB, the rest (LevelDB, code, malloc) ${fmt(memB.rss - memB.heapTotal - memB.external)} MB`],
           ['peak RSS of the seeding process', `${fmt(seeded.seedRssPeakMb)} MB`, `seeding took ${fmt(seeded.seedMs / 1000, 1)} s`],
           ['baseline: verify async (all cores)', `${fmt(vAsync)} sig/s`, `${inFlight} in flight, ${fmt(Math.min(n, SAMPLE_CAP))} signatures; pull is ${fmt((100 * postsPerS) / vAsync, 1)}% of it`],
           ['baseline: verify sync (one core)', `${fmt(vSync)} sig/s`],

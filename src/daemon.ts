@@ -70,6 +70,8 @@ export async function openNode(config: NodeConfig): Promise<DipNode & { close():
 export interface Daemon {
   url: string
   node: DipNode
+  /** DIR/settings.json as read at start */
+  settings: Settings
   app: FastifyInstance
   close(): Promise<void>
 }
@@ -120,6 +122,7 @@ export async function startDaemon(config: DaemonConfig): Promise<Daemon> {
   return {
     url,
     node,
+    settings: node.settings,
     app,
     async close() {
       if (closed) return

@@ -9,7 +9,11 @@
 //   dipd_outbox_delivered_total{peer}   models a push peer stored
 //   dipd_pull_models_total{peer}        models stored by pulls, per peer
 //   dipd_pull_seconds{peer}             duration of pulls (histogram)
-import { Counter, Gauge, Histogram, Registry } from 'prom-client'
+//
+// and prom-client's default process metrics: process_resident_memory_bytes,
+// nodejs_heap_size_total_bytes / _used_bytes, nodejs_external_memory_bytes,
+// nodejs_eventloop_lag_seconds, nodejs_gc_duration_seconds, CPU, handles.
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client'
 
 export interface OutboxView {
   url: string
@@ -26,6 +30,7 @@ export class Metrics {
 
   constructor(source: { lastSeq: () => number; outboxes: () => OutboxView[] }) {
     const registers = [this.registry]
+    collectDefaultMetrics({ register: this.registry })
     new Gauge({
       name: 'dipd_store_seq',
       help: 'The store-order number: grows by one per stored model version',

@@ -6,7 +6,8 @@
 //     "maxFutureSeconds": 900,                       // update-times further ahead are refused
 //     "rateLimit": { "max": 3000, "windowSeconds": 60 }, // sync requests per client address; max 0 = off
 //     "pullIntervalSeconds": 60,                      // how often pull peers (dipd peer add --pull) are pulled
-//     "fetchOnMiss": false                            // a get for ids this node lacks asks the peer their key is pinned to
+//     "fetchOnMiss": false,                           // a get for ids this node lacks asks the peer their key is pinned to
+//     "heapGrowingPercent": 100                       // dipd serve: V8 grows its heap to (1 + this/100) x the live data; 0 = V8's own (up to 4x)
 //   }
 //
 // Defaults are PROTOCOL.md §1's; all limits are published in the manifest.
@@ -27,6 +28,14 @@ export interface Settings {
   rateLimit: RateLimit
   pullIntervalSeconds: number
   fetchOnMiss: boolean
+  /**
+   * How far V8 lets the heap grow past the live data before it collects
+   * (V8's --heap-growing-percent, set by `dipd serve`). V8's own choice is
+   * up to 4x on a large machine: a bulk pull's ~50 MB of live data made a
+   * 280-400 MB process. 100 (2x) keeps it near 220 MB for ~3% less
+   * throughput (bench/pull.ts); 0 leaves V8's heuristics alone.
+   */
+  heapGrowingPercent: number
 }
 
 export const DEFAULT_SETTINGS: Settings = {
@@ -37,6 +46,7 @@ export const DEFAULT_SETTINGS: Settings = {
   rateLimit: { max: 3000, windowSeconds: 60 },
   pullIntervalSeconds: 60,
   fetchOnMiss: false,
+  heapGrowingPercent: 100,
 }
 
 export const settingsPath = (dir: string) => join(dir, 'settings.json')
@@ -48,7 +58,7 @@ export function resolveSettings(input: unknown): Settings {
   const bad = (what: string) => new DipError('DIP_USAGE', `settings: ${what}`)
   if (input === undefined) return DEFAULT_SETTINGS
   if (typeof input !== 'object' || input === null || Array.isArray(input)) throw bad('must be a JSON object')
-  const s = input as { limits?: Record<string, unknown>; maxFutureSeconds?: unknown; rateLimit?: Record<string, unknown>; pullIntervalSeconds?: unknown; fetchOnMiss?: unknown }
+  const s = input as { limits?: Record<string, unknown>; maxFutureSeconds?: unknown; rateLimit?: Record<string, unknown>; pullIntervalSeconds?: unknown; fetchOnMiss?: unknown; heapGrowingPercent?: unknown }
   const limits: Limits = { ...DEFAULT_LIMITS }
   for (const [k, v] of Object.entries(s.limits ?? {})) {
     if (!(k in DEFAULT_LIMITS)) throw bad(`unknown limit ${k}`)
@@ -64,7 +74,9 @@ export function resolveSettings(input: unknown): Settings {
   if (!positiveInt(pullIntervalSeconds)) throw bad('pullIntervalSeconds must be a positive integer')
   const fetchOnMiss = s.fetchOnMiss ?? false
   if (typeof fetchOnMiss !== 'boolean') throw bad('fetchOnMiss must be true or false')
-  return { limits, maxFutureSeconds: maxFutureSeconds as number, rateLimit: rateLimit as RateLimit, pullIntervalSeconds: pullIntervalSeconds as number, fetchOnMiss }
+  const heapGrowingPercent = s.heapGrowingPercent ?? DEFAULT_SETTINGS.heapGrowingPercent
+  if (!Number.isSafeInteger(heapGrowingPercent) || (heapGrowingPercent as number) < 0 || (heapGrowingPercent as number) > 1000) throw bad('heapGrowingPercent must be an integer from 0 to 1000')
+  return { limits, maxFutureSeconds: maxFutureSeconds as number, rateLimit: rateLimit as RateLimit, pullIntervalSeconds: pullIntervalSeconds as number, fetchOnMiss, heapGrowingPercent: heapGrowingPercent as number }
 }
 
 export async function loadSettings(dir: string): Promise<Settings> {

@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // dipd: the command line. Every failure prints its DIP_* code and exits
 // non-zero (1 for a failed operation, 2 for a usage mistake).
+import { setFlagsFromString } from 'node:v8'
 import { Command, CommanderError, Option } from 'commander'
 import { DipError } from '../errors.js'
 import { initDataDir, readKeyFile } from '../data-dir.js'
@@ -97,6 +98,8 @@ program
     const port = Number(o.port)
     if (!Number.isInteger(port) || port < 0 || port > 65535) throw new DipError('DIP_USAGE', `--port ${o.port} is not a port`)
     const daemon = await startDaemon({ dataDir: o.data, host: o.host, port, logger: o.log ?? false })
+    // A process-wide V8 flag, so only here and not in startDaemon (a library call); V8 reads it at every collection.
+    if (daemon.settings.heapGrowingPercent > 0) setFlagsFromString(`--heap-growing-percent=${daemon.settings.heapGrowingPercent}`)
     process.stdout.write(`dipd serving ${daemon.node.nodeKey} at ${daemon.url} (data ${o.data})\n`)
     const stop = () => {
       daemon.close().then(

@@ -41,6 +41,10 @@ test('metrics count stored models, answers by type and status, pulls and the out
     assert.equal(value(tb, `dipd_pull_models_total{peer="${A.url}"}`), 3)
     assert.equal(value(tb, 'dipd_models_stored_total{via="pull"}'), 3)
     assert.equal(value(tb, `dipd_pull_seconds_count{peer="${A.url}"}`), 1)
+    // The process figures an operator sizes a node by.
+    const rss = value(tb, 'process_resident_memory_bytes') ?? 0
+    const heap = value(tb, 'nodejs_heap_size_used_bytes') ?? 0
+    assert.ok(rss > 10e6 && heap > 1e6 && heap < rss, `RSS ${rss}, heap used ${heap}`)
     // Still answering the sync API normally.
     const ok = await request(`${A.url}/api/sync/list/`, { method: 'POST', body: listRequestXml({ name: 'post', version: '1.1' }, '', undefined) })
     assert.equal(ok.statusCode, 200)

@@ -981,6 +981,7 @@ describe('DIR/settings.json', () => {
     ['an unknown limit', '{"limits":{"maxFoo":10}}'],
     ['maxFutureSeconds not a number', '{"maxFutureSeconds":"soon"}'],
     ['not an object', '[1,2]'],
+    ['heapGrowingPercent out of range', '{"heapGrowingPercent":-5}'],
   ] as const) {
     test(`a malformed settings.json (${name}) makes startDaemon reject with DIP_USAGE`, async () => {
       const dir = await tempDir('settings-bad')
