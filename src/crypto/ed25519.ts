@@ -22,7 +22,8 @@ export function publicKeyObject(keyHex: string): KeyObject {
     if (!/^[0-9a-f]{64}$/.test(keyHex)) throw new TypeError('public key must be 64 lowercase hex digits')
     k = createPublicKey({ key: Buffer.concat([SPKI_PREFIX, Buffer.from(keyHex, 'hex')]), format: 'der', type: 'spki' })
     if (keyCache.size >= KEY_CACHE_MAX) keyCache.clear()
-    keyCache.set(keyHex, k)
+    // A key read from an answer is a slice of the whole body: the cache keeps a copy, not the body.
+    keyCache.set(Buffer.from(keyHex, 'latin1').toString('latin1'), k)
   }
   return k
 }

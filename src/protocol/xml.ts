@@ -334,6 +334,16 @@ export function parseXml(input: Uint8Array | string, take?: Take): Result<XmlEle
   }
 }
 
+/**
+ * A copy of `s` that holds no reference to the document it was cut from.
+ * Names, attribute values and text are slices of the whole decoded body
+ * (V8 sliced strings): anything kept past the request (a cache key, a
+ * cursor) must be copied, or it keeps the whole body alive.
+ */
+export function detached(s: string): string {
+  return Buffer.from(s, 'utf8').toString('utf8')
+}
+
 // ---- reading helpers (element trees are untrusted: never throw) ----
 
 export function childElements(el: XmlElement): XmlElement[] {

@@ -18,7 +18,7 @@ import PQueue from 'p-queue'
 import { DipError } from '../errors.js'
 import { commonFilterXml, getRequestXml, listRequestXml, readGetAnswer, readListAnswer, type Limits, type ListRowIn } from '../protocol/envelope.js'
 import { stageModel, type StagedModel } from '../model/signed.js'
-import type { XmlElement } from '../protocol/xml.js'
+import { detached, type XmlElement } from '../protocol/xml.js'
 import type { FacetFilter } from '../model/types.js'
 import type { ModelRegistry } from '../model/registry.js'
 import type { GraphStore } from '../store/graph-store.js'
@@ -294,7 +294,8 @@ export async function pull(deps: PullDeps, options: PullOptions): Promise<PullSu
     progress.listed = s.listed
     progress.wanted += todo.length
     report()
-    const pageNo = pages.push({ next: answer.value.next, pending: Math.ceil(todo.length / batchSize) }) - 1
+    // The cursor is a slice of the list answer: kept as a copy, or every page's body would live until the pull ends.
+    const pageNo = pages.push({ next: detached(answer.value.next), pending: Math.ceil(todo.length / batchSize) }) - 1
     for (let i = 0; i < todo.length; i += batchSize) {
       const batch = todo.slice(i, i + batchSize)
       queue.add(() => fetchBatch(batch, pageNo)).catch((e: unknown) => {
