@@ -217,7 +217,7 @@ export function wireDelta(a: WireCount, b: WireCount): WireCount {
 
 // ---- memory ----
 
-function procStatusKb(pid: number, field: 'VmRSS' | 'VmHWM'): number | undefined {
+function procStatusKb(pid: number, field: 'VmRSS' | 'VmHWM' | 'RssAnon' | 'RssFile'): number | undefined {
   try {
     const m = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(readFileSync(`/proc/${pid}/status`, 'utf8'))
     return m ? Number(m[1]) : undefined
@@ -227,12 +227,20 @@ function procStatusKb(pid: number, field: 'VmRSS' | 'VmHWM'): number | undefined
 }
 
 /** Samples VmRSS of some pids every `everyMs`; `stop()` returns the peaks (MB), VmHWM included where readable. */
-export function sampleRss(pids: number[], everyMs = 100): { stop(): Record<number, { peakRssMb: number; hwmMb: number | undefined }> } {
-  const peak = new Map<number, number>(pids.map((p) => [p, 0]))
+export function sampleRss(pids: number[], everyMs = 100): { stop(): Record<number, { peakRssMb: number; hwmMb: number | undefined; peakAnonMb: number; fileMbAtPeak: number }> } {
+  // VmRSS = RssAnon (heap, malloc: what the process holds) + RssFile (mapped
+  // files: LevelDB reads its tables through mmap, pages the kernel may drop) + RssShmem.
+  const peak = new Map<number, { rss: number; anon: number; file: number }>(pids.map((p) => [p, { rss: 0, anon: 0, file: 0 }]))
   const tick = () => {
     for (const p of pids) {
       const kb = procStatusKb(p, 'VmRSS')
-      if (kb !== undefined && kb > peak.get(p)!) peak.set(p, kb)
+      const anon = procStatusKb(p, 'RssAnon') ?? 0
+      const e = peak.get(p)!
+      if (kb !== undefined && kb > e.rss) {
+        e.rss = kb
+        e.file = procStatusKb(p, 'RssFile') ?? 0
+      }
+      if (anon > e.anon) e.anon = anon
     }
   }
   tick()
@@ -242,10 +250,11 @@ export function sampleRss(pids: number[], everyMs = 100): { stop(): Record<numbe
     stop() {
       tick()
       clearInterval(timer)
-      const out: Record<number, { peakRssMb: number; hwmMb: number | undefined }> = {}
+      const out: Record<number, { peakRssMb: number; hwmMb: number | undefined; peakAnonMb: number; fileMbAtPeak: number }> = {}
       for (const p of pids) {
         const hwm = procStatusKb(p, 'VmHWM')
-        out[p] = { peakRssMb: round(peak.get(p)! / 1024, 1), hwmMb: hwm === undefined ? undefined : round(hwm / 1024, 1) }
+        const e = peak.get(p)!
+        out[p] = { peakRssMb: round(e.rss / 1024, 1), hwmMb: hwm === undefined ? undefined : round(hwm / 1024, 1), peakAnonMb: round(e.anon / 1024, 1), fileMbAtPeak: round(e.file / 1024, 1) }
       }
       return out
     },
