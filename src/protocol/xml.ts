@@ -122,6 +122,13 @@ const HAS_EL = 2
 const WS_RUN = 4
 const HIGH_RE = /[\uD800-\uFFFF]/
 
+/** ASCII name characters (XML 1.0 §2.3, without ':'): 2 may start a name, 1 may only continue one. */
+const NAME_CHAR = new Uint8Array(128)
+for (let c = 0; c < 128; c++) {
+  const ch = String.fromCharCode(c)
+  NAME_CHAR[c] = /[A-Za-z_]/.test(ch) ? 2 : /[0-9.-]/.test(ch) ? 1 : 0
+}
+
 const isWs = (c: number) => c === 0x20 || c === 0x0a || c === 0x09 || c === 0x0d
 
 /**
@@ -146,6 +153,13 @@ function parseDocument(s: string, take: Take | undefined): XmlElement {
     throw new SyntaxErr(`${msg} (offset ${i})`)
   }
   const name = (at: number): string => {
+    // ASCII names ended by an ASCII character that cannot continue a name: no regex.
+    let k = at
+    if (NAME_CHAR[s.charCodeAt(k)] === 2) {
+      let c = s.charCodeAt(++k)
+      while (NAME_CHAR[c]) c = s.charCodeAt(++k)
+      if (c < 0x80 && c !== 0x3a) return s.slice(at, k)
+    }
     NAME_RE.lastIndex = at
     const m = NAME_RE.exec(s)
     if (m === null) return err('a name is expected')
