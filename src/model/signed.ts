@@ -136,6 +136,8 @@ export function stageModel(el: XmlElement, registry: ModelRegistry, limits: Mode
   }
 
   const version = el.attrs.version!
+  // What the node stores and serves; a model that arrived in exactly that form (a dipd peer's) is its own source text.
+  const asServed = el.src !== undefined && el.children.length === 2 && el.children[0] === contentEl && el.children[1] === sigsEl && sigsEl !== undefined && sigsEl.children.length === signatures.length && Object.keys(el.attrs).length === 2
   return {
     ok: true,
     value: {
@@ -149,7 +151,7 @@ export function stageModel(el: XmlElement, registry: ModelRegistry, limits: Mode
       hash: 'sha256:' + createHash('sha256').update(contentBytes).digest('hex'),
       meta,
       signatures,
-      xml: `<model name="${escapeAttr(def.name)}" version="${version}">${content}<signatures>${sigXml}</signatures></model>`,
+      xml: asServed ? el.src! : `<model name="${escapeAttr(def.name)}" version="${version}">${content}<signatures>${sigXml}</signatures></model>`,
       attachmentData,
       attachmentRefs,
     },

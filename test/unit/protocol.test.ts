@@ -178,3 +178,35 @@ test('property: post fromContent(toContent(fields)) keeps every field', () => {
     { numRuns: 300 },
   )
 })
+
+test('stageModel: a model in the served form is kept as its own text; any other spelling is stored in the served form', async () => {
+  const { stageModel } = await import('../../src/model/signed.js')
+  const { generateKeyPair, makePost } = await import('../factory.js')
+  const { defaultRegistry } = await import('../../src/daemon.js')
+  const { DEFAULT_LIMITS } = await import('../../src/protocol/envelope.js')
+  const registry = defaultRegistry()
+  const authored = { value: makePost(generateKeyPair(), { localId: 1, title: 't & <u>', text: 'x\ny', tags: ['a'] }) }
+  const served = authored.value.xml
+  const stage = (xml: string) => {
+    const el = parseXml(xml)
+    assert.ok(el.ok)
+    const st = stageModel(el.value, registry, DEFAULT_LIMITS)
+    assert.ok(st.ok, xml)
+    return st.value
+  }
+  assert.equal(stage(served).xml, served)
+  const variants = [
+    served.replace('version="1.1">', 'version="1.1" zz="1">'), // an attribute of a newer minor (canonical order)
+    served.replace('<signatures>', '\n<signatures>'),
+    served.replace('</signatures>', '<note/></signatures>'),
+    served.replace('</content>', '</content><extra>1</extra>'),
+    served.replace(/<signature (key="[0-9a-f]+") (type="ed25519")/, '<signature $2 $1'),
+    served.replace('<model name="post" version="1.1">', "<model version='1.1' name='post'>"),
+  ]
+  for (const v of variants) {
+    assert.notEqual(v, served)
+    const st = stage(v)
+    assert.equal(st.xml, served, v)
+    assert.equal(st.hash, authored.value.hash)
+  }
+})
