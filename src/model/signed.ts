@@ -43,9 +43,9 @@ export interface StagedModel {
   /** what the node stores and serves: <model> with canonical content and signatures */
   xml: string
   /** inline attachment bytes by hash (checked against the signed hash and size by checkAttachments) */
-  attachmentData: Map<string, Buffer>
+  attachmentData: ReadonlyMap<string, Buffer>
   /** attachment URLs by hash */
-  attachmentRefs: Map<string, string>
+  attachmentRefs: ReadonlyMap<string, string>
 }
 
 export interface Rejection {
@@ -65,6 +65,9 @@ export interface ModelLimits {
 const SIG_VALUE_RE = /^[0-9a-f]{128}$/
 const HASH_RE = /^sha256:[0-9a-f]{64}$/
 const BASE64_RE = /^[A-Za-z0-9+/]*={0,2}$/
+
+/** Most models carry no attachment bytes or URLs: one shared empty map. */
+const NONE: ReadonlyMap<string, never> = new Map<string, never>()
 
 const reject = (code: RowCode, message: string, id?: GlobalId): Staged => ({ ok: false, rejection: id ? { code, message, id } : { code, message } })
 
@@ -116,8 +119,8 @@ export function stageModel(el: XmlElement, registry: ModelRegistry, limits: Mode
   }
   if (signatures.length === 0) return reject('DIP_SIGNATURE_INVALID', 'a model needs at least one signature', meta.id)
 
-  const attachmentData = new Map<string, Buffer>()
-  const attachmentRefs = new Map<string, string>()
+  let attachmentData: Map<string, Buffer> | undefined
+  let attachmentRefs: Map<string, string> | undefined
   for (const a of childElements(el)) {
     if (a.name !== 'attachment-data' && a.name !== 'attachment-ref') continue
     const hash = a.attrs.hash
@@ -127,11 +130,11 @@ export function stageModel(el: XmlElement, registry: ModelRegistry, limits: Mode
       if (b64.length % 4 !== 0 || !BASE64_RE.test(b64)) return reject('DIP_ATTACHMENT_INVALID', 'attachment-data is not padded base64', meta.id)
       const bytes = Buffer.from(b64, 'base64')
       if (bytes.length > limits.maxAttachmentBytes) return reject('DIP_MODEL_TOO_LARGE', `attachment ${hash} is over ${limits.maxAttachmentBytes} bytes`, meta.id)
-      attachmentData.set(hash, bytes)
+      ;(attachmentData ??= new Map()).set(hash, bytes)
     } else {
       const url = a.attrs.url
       if (!url || !URL.canParse(url)) return reject('DIP_ATTACHMENT_INVALID', 'attachment-ref needs an absolute url', meta.id)
-      attachmentRefs.set(hash, url)
+      ;(attachmentRefs ??= new Map()).set(hash, url)
     }
   }
 
@@ -152,8 +155,8 @@ export function stageModel(el: XmlElement, registry: ModelRegistry, limits: Mode
       meta,
       signatures,
       xml: asServed ? el.src! : `<model name="${escapeAttr(def.name)}" version="${version}">${content}<signatures>${sigXml}</signatures></model>`,
-      attachmentData,
-      attachmentRefs,
+      attachmentData: attachmentData ?? NONE,
+      attachmentRefs: attachmentRefs ?? NONE,
     },
   }
 }

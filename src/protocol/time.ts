@@ -22,8 +22,10 @@ const DAYS = [31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31]
 const isLeap = (y: number) => (y % 4 === 0 && y % 100 !== 0) || y % 400 === 0
 
 function fromParts(m: RegExpExecArray): TimeKey | undefined {
-  const [y, mo, d, h, mi, s] = [1, 2, 3, 4, 5, 6].map((i) => Number(m[i])) as [number, number, number, number, number, number]
-  if (mo < 1 || mo > 12 || d < 1 || h > 23 || mi > 59 || s > 59) return undefined
+  const y = Number(m[1])
+  const mo = Number(m[2])
+  const d = Number(m[3])
+  if (mo < 1 || mo > 12 || d < 1 || Number(m[4]) > 23 || Number(m[5]) > 59 || Number(m[6]) > 59) return undefined
   if (d > (mo === 2 && isLeap(y) ? 29 : DAYS[mo - 1]!)) return undefined
   return m[1]! + m[2]! + m[3]! + m[4]! + m[5]! + m[6]! + (m[7] ?? '').padEnd(6, '0')
 }

@@ -31,7 +31,7 @@ export interface XmlElement {
    * canonical form (canonical.ts): then the canonical form is this slice of
    * the document, and canonicalize() returns it without a walk.
    */
-  src?: string
+  src?: string | undefined
 }
 export type XmlNode = XmlElement | string
 
@@ -129,6 +129,15 @@ for (let c = 0; c < 128; c++) {
   NAME_CHAR[c] = /[A-Za-z_]/.test(ch) ? 2 : /[0-9.-]/.test(ch) ? 1 : 0
 }
 
+/**
+ * A first child gets an array of its own size: push onto [] reserves 17
+ * slots, and most elements hold one text run.
+ */
+function addChild(parent: XmlElement, node: XmlNode): void {
+  if (parent.children.length === 0) parent.children = [node]
+  else parent.children.push(node)
+}
+
 const isWs = (c: number) => c === 0x20 || c === 0x0a || c === 0x09 || c === 0x0d
 
 /**
@@ -181,7 +190,7 @@ function parseDocument(s: string, take: Take | undefined): XmlElement {
     if (hasText) {
       const top = flags.length - 1
       if (flags[top]! & CANON && WS_ONLY_RE.test(text)) flags[top]! |= WS_RUN
-      stack[stack.length - 1]!.children.push(text)
+      addChild(stack[stack.length - 1]!, text)
       text = ''
       hasText = false
     }
@@ -204,8 +213,11 @@ function parseDocument(s: string, take: Take | undefined): XmlElement {
     if (lt === -1) break
     const c = s.charCodeAt(i + 1)
     if (c === 0x2f) {
-      // </name S?>
-      const nm = name(i + 2)
+      // </name S?>: the open element's name, compared in place (no string made), else read for the error
+      const top = stack[stack.length - 1]
+      const after = top === undefined ? -1 : i + 2 + top.name.length
+      const ends = top !== undefined && s.startsWith(top.name, i + 2) && NAME_CHAR[s.charCodeAt(after)] === 0 && s.charCodeAt(after) !== 0x3a
+      const nm = ends ? top.name : name(i + 2)
       let j = i + 2 + nm.length
       const tight = j
       while (j < n && isWs(s.charCodeAt(j))) j++
@@ -294,11 +306,11 @@ function parseDocument(s: string, take: Take | undefined): XmlElement {
         attrs[an] = decodeRefs(raw.indexOf('\t') === -1 && raw.indexOf('\n') === -1 ? raw : raw.replace(/[\t\n]/g, ' '))
         j = e + 1
       }
-      const el: XmlElement = { name: nm, attrs, children: [] }
+      const el: XmlElement = { name: nm, attrs, children: [], src: undefined }
       if (stack.length === 0) root = el
       else {
         flush()
-        stack[stack.length - 1]!.children.push(el)
+        addChild(stack[stack.length - 1]!, el)
         flags[flags.length - 1]! |= HAS_EL
       }
       if (!selfClosing) {

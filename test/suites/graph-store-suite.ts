@@ -121,9 +121,7 @@ export function runGraphStoreSuite(name: string, open: () => Promise<StoreHandle
     const p = makePost(alice, { localId: 9, attachments: [{ hash, mimetype: 'image/png', name: 'cat.png', size: bytes.length }] })
     await store.commit([p])
     assert.deepEqual(await store.dangling(), [hash])
-    p.attachmentData.set(hash, bytes)
-    const p2 = makePost(alice, { localId: 10, attachments: [{ hash, mimetype: 'image/png', name: 'cat.png', size: bytes.length }] })
-    p2.attachmentData.set(hash, bytes)
+    const p2 = { ...makePost(alice, { localId: 10, attachments: [{ hash, mimetype: 'image/png', name: 'cat.png', size: bytes.length }] }), attachmentData: new Map([[hash, bytes]]) }
     await store.commit([p2])
     const blob = await store.blob(hash)
     assert.equal(blob?.mimetype, 'image/png')
