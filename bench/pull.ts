@@ -59,7 +59,9 @@ import { serialStages } from './pull-stages.js'
 import { argFlag, argInt, argValue, cleanup, coresAvailable, countingProxy, cpuDelta, threadCpu, threadDeltas, fmt, installExitHandlers, round, sampleRss, startDaemonChild, stopChild, table, tempDir, wireDelta, type Bench, type Daemon, type WireCount } from './lib.js'
 
 // Targets (issue: bulk sync at full speed, resumable after a crash, cheap when already in sync)
-const TARGET_POSTS_PER_S = 4000
+const TARGET_POSTS_PER_S = 9000
+/** peak RSS of each process during the initial pull, flat as N grows */
+const TARGET_RSS_MB = 300
 /** a pull when nothing changed: manifest + one list page */
 const TARGET_INSYNC_REQUESTS = 2
 const TARGET_INSYNC_BYTES = 4096
@@ -603,6 +605,8 @@ export async function runPull(args: string[]): Promise<Record<string, unknown>> 
     const insyncWireBytes = wAgain.up + wAgain.down
     const met = {
       posts_per_s: postsPerS >= TARGET_POSTS_PER_S,
+      rss_a: mem[a.pid]!.peakRssMb <= TARGET_RSS_MB,
+      rss_b: mem[b.pid]!.peakRssMb <= TARGET_RSS_MB,
       in_sync_requests: sa.requests <= TARGET_INSYNC_REQUESTS,
       in_sync_bytes_in: sa.bytesIn <= TARGET_INSYNC_BYTES,
       in_sync_wire_bytes: proxy ? insyncWireBytes <= TARGET_INSYNC_BYTES : undefined,
@@ -671,6 +675,8 @@ export async function runPull(args: string[]): Promise<Record<string, unknown>> 
       get_models_per_s: round(get1.modelsPerS),
       targets: {
         posts_per_s: { value: round(postsPerS), target: `>= ${TARGET_POSTS_PER_S}`, met: met.posts_per_s },
+        rss_a_peak_mb: { value: mem[a.pid]!.peakRssMb, target: `<= ${TARGET_RSS_MB}`, met: met.rss_a },
+        rss_b_peak_mb: { value: mem[b.pid]!.peakRssMb, target: `<= ${TARGET_RSS_MB}`, met: met.rss_b },
         in_sync_requests: { value: sa.requests, target: `<= ${TARGET_INSYNC_REQUESTS}`, met: met.in_sync_requests },
         in_sync_bytes_in: { value: sa.bytesIn, target: `<= ${TARGET_INSYNC_BYTES}`, met: met.in_sync_bytes_in },
         in_sync_wire_bytes: { value: proxy ? insyncWireBytes : null, target: `<= ${TARGET_INSYNC_BYTES}`, met: met.in_sync_wire_bytes ?? null },
@@ -715,8 +721,8 @@ export async function runPull(args: string[]): Promise<Record<string, unknown>> 
           ['CPU s during pull, A (server)', `${fmt(cpuSum(cpuA) / 1000, 2)} s`, `${cpuText(cpuA)}`],
           ['CPU per post, A+B (all threads)', `${fmt((1000 * cpuAll) / n)} µs`, `B ${fmt((1000 * cpuSum(cpuB)) / n)} (main ${fmt((1000 * (cpuB.main ?? 0)) / n)}), A ${fmt((1000 * cpuSum(cpuA)) / n)}: at most ${fmt(cpuBound)} posts/s on 2 free cores`],
           ['cores busy (A+B) during pull', `${fmt((cpuSum(cpuA) + cpuSum(cpuB)) / 1000 / wallS, 2)}`, 'of 2 (other work on the machine not counted)'],
-          ['peak RSS A (server)', `${fmt(mem[a.pid]!.peakRssMb)} MB`, `VmHWM ${mem[a.pid]!.hwmMb ?? '?'} MB (${hwmEnd[a.pid]!.hwmMb ?? '?'} MB at the end of every step); mapped files ${fmt(mem[a.pid]!.fileMbAtPeak)} MB of it; anonymous peak ${fmt(mem[a.pid]!.peakAnonMb)} MB`],
-          ['peak RSS B (puller)', `${fmt(mem[b.pid]!.peakRssMb)} MB`, `VmHWM ${mem[b.pid]!.hwmMb ?? '?'} MB (${hwmEnd[b.pid]!.hwmMb ?? '?'} MB at the end of every step); mapped files ${fmt(mem[b.pid]!.fileMbAtPeak)} MB of it; anonymous peak ${fmt(mem[b.pid]!.peakAnonMb)} MB`],
+          ['peak RSS A (server)', `${fmt(mem[a.pid]!.peakRssMb)} MB`, `target ≤ ${TARGET_RSS_MB}: ${mark(met.rss_a)}; VmHWM ${mem[a.pid]!.hwmMb ?? '?'} MB (${hwmEnd[a.pid]!.hwmMb ?? '?'} MB at the end of every step); mapped files ${fmt(mem[a.pid]!.fileMbAtPeak)} MB of it; anonymous peak ${fmt(mem[a.pid]!.peakAnonMb)} MB`],
+          ['peak RSS B (puller)', `${fmt(mem[b.pid]!.peakRssMb)} MB`, `target ≤ ${TARGET_RSS_MB}: ${mark(met.rss_b)}; VmHWM ${mem[b.pid]!.hwmMb ?? '?'} MB (${hwmEnd[b.pid]!.hwmMb ?? '?'} MB at the end of every step); mapped files ${fmt(mem[b.pid]!.fileMbAtPeak)} MB of it; anonymous peak ${fmt(mem[b.pid]!.peakAnonMb)} MB`],
           ['B after the pull: RSS', `${fmt(memB.rss)} MB`, `V8 heap ${fmt(memB.heapTotal)} MB (${fmt(memB.heapUsed)} used), external ${fmt(memB.external)} MB, the rest (LevelDB, code, malloc) ${fmt(memB.rss - memB.heapTotal - memB.external)} MB`],
           ['peak RSS of the seeding process', `${fmt(seeded.seedRssPeakMb)} MB`, `seeding took ${fmt(seeded.seedMs / 1000, 1)} s`],
           ['baseline: verify async (all cores)', `${fmt(vAsync)} sig/s`, `${inFlight} in flight, ${fmt(Math.min(n, SAMPLE_CAP))} signatures; pull is ${fmt((100 * postsPerS) / vAsync, 1)}% of it`],
