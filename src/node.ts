@@ -102,7 +102,12 @@ export class DipNode {
   /** What the store holds, in store order, filtered like a list request. */
   async list(filter: LocalFilter = {}): Promise<ListedRow[]> {
     const out: ListedRow[] = []
-    let afterSeq = 0
+    for await (const page of this.listPages(filter)) out.push(...page)
+    return out
+  }
+
+  /** list() a page of up to 1,000 rows at a time (the filter is checked before the first page). */
+  listPages(filter: LocalFilter = {}): AsyncGenerator<ListedRow[]> {
     if (filter.model !== undefined && !this.deps.registry.get(filter.model)) throw new DipError('DIP_USAGE', `model ${filter.model} is not registered`)
     const q = {
       model: filter.model ?? 'post',
@@ -112,13 +117,17 @@ export class DipNode {
       allow: filter.allow ? new Set(checkKeys(filter.allow, '--allow')) : undefined,
       deny: filter.deny ? new Set(checkKeys(filter.deny, '--deny')) : undefined,
     }
-    for (;;) {
-      const page = await this.deps.store.list({ ...q, afterSeq, limit: 1000 })
-      for (const r of page.rows) out.push({ id: r.i, updateTime: r.t, hash: r.h })
-      const last: Row | undefined = page.rows.at(-1)
-      if (!page.more || !last) return out
-      afterSeq = last.s
-    }
+    const store = this.deps.store
+    return (async function* () {
+      let afterSeq = 0
+      for (;;) {
+        const page = await store.list({ ...q, afterSeq, limit: 1000 })
+        yield page.rows.map((r) => ({ id: r.i, updateTime: r.t, hash: r.h }))
+        const last: Row | undefined = page.rows.at(-1)
+        if (!page.more || !last) return
+        afterSeq = last.s
+      }
+    })()
   }
 
   /** A model as the node serves it (XML), or undefined. */

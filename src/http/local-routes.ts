@@ -5,7 +5,7 @@
 //   POST /api/local/models        {"model":"post","fields":{title,text,tags?,thread?}} -> {id, hash}
 //   GET  /api/local/models/:id    -> {id, model, version, hash, updateTime, fields, xml}
 //   GET  /api/local/events        Server-Sent Events: every model stored, in store order (events.ts)
-//   POST /api/local/list          {filter} -> {rows:[{id, updateTime, hash}]}
+//   POST /api/local/list          {filter} -> {rows:[{id, updateTime, hash}]} (written a page at a time)
 //   POST /api/local/pull          {from, filter} -> NDJSON: {"progress":…}… then {"summary":…} or {"error":…}
 //   POST /api/local/call          {op, args} -> {result}: the CLI's other commands (peers, repin,
 //                                 setPeer, addPeer, removePeer, rotateKey, addProof, ban, unban, bans), run in the daemon
@@ -19,7 +19,7 @@ import { modelJson, registerEventRoutes, type FeedStore } from './events.js'
 /** What the local API can ask of the node (DipNode implements it). */
 export interface LocalNode {
   author(model: string, fields: unknown): Promise<{ id: string; hash: string }>
-  list(filter: Record<string, unknown>): Promise<unknown[]>
+  listPages(filter: Record<string, unknown>): AsyncGenerator<unknown[]>
   show(id: string): Promise<string | undefined>
   pull(from: string, filter: Record<string, unknown>, onProgress: (p: unknown) => void): Promise<unknown>
   peers(): Promise<unknown>
@@ -102,9 +102,30 @@ export function registerLocalRoutes(app: FastifyInstance, deps: LocalDeps): void
 
   registerEventRoutes(app, { store: deps.store, registry: deps.registry })
 
-  app.post('/api/local/list', async (request) => {
+  // Written a page at a time: a store of millions of rows is never one array here.
+  app.post('/api/local/list', async (request, reply) => {
     const body = readJson(request.body)
-    return { rows: await deps.node.list((body.filter ?? {}) as Record<string, unknown>) }
+    const pages = deps.node.listPages((body.filter ?? {}) as Record<string, unknown>)
+    const first = await pages.next() // a bad filter or model fails here, as a normal error answer
+    reply.hijack()
+    const res = reply.raw
+    res.writeHead(200, { 'content-type': 'application/json; charset=utf-8' })
+    let sep = ''
+    res.write('{"rows":[')
+    try {
+      for (let p = first; !p.done; p = await pages.next()) {
+        if (p.value.length === 0) continue
+        const ok = res.write(sep + p.value.map((r) => JSON.stringify(r)).join(','))
+        sep = ','
+        if (!ok) await new Promise((r) => res.once('drain', r).once('close', r))
+        if (res.destroyed) return void pages.return(undefined) // the client went away
+      }
+      res.end(']}')
+    } catch (err) {
+      // Past the status line: a truncated body is the only way left to say it failed.
+      request.log.error({ err }, 'list failed')
+      res.destroy()
+    }
   })
 
   app.post('/api/local/pull', async (request, reply) => {
