@@ -13,6 +13,12 @@ export type Policy = (m: StagedModel) => Rejection | undefined
 /** how models came: authored here, put by a peer, pulled, fetched on a miss */
 export type Via = 'local' | 'put' | 'pull' | 'fetch'
 
+/** Where accept's time goes, added to by each call: checks and signatures, then the commit (its wait for the writer included). */
+export interface IngestTiming {
+  verifyMs: number
+  commitMs: number
+}
+
 export interface IngestOptions {
   /** refuse update-times further ahead of this node's clock (PROTOCOL.md §5); default 15 minutes */
   maxFutureMs?: number
@@ -47,8 +53,9 @@ export class Ingest {
    * to the node's; `origin` names where the models came from (push does not
    * send them back there); `checkpoint` commits with them.
    */
-  async accept(models: StagedModel[], opts: { checkpoint?: Checkpoint; policy?: Policy; origin?: string; via?: Via } = {}): Promise<IngestResult[]> {
-    const { checkpoint, policy, origin } = opts
+  async accept(models: StagedModel[], opts: { checkpoint?: Checkpoint; policy?: Policy; origin?: string; via?: Via; timing?: IngestTiming } = {}): Promise<IngestResult[]> {
+    const { checkpoint, policy, origin, timing } = opts
+    const t0 = timing ? performance.now() : 0
     const limit = timeKeyFromMs(Date.now() + this.#maxFutureMs)
     const verdicts = await Promise.all(
       models.map(async (m): Promise<Rejection | undefined> => {
@@ -58,7 +65,12 @@ export class Ingest {
       }),
     )
     const good = models.filter((_, n) => verdicts[n] === undefined)
+    const t1 = timing ? performance.now() : 0
     const statuses = await this.#store.commit(good, checkpoint, origin)
+    if (timing) {
+      timing.verifyMs += t1 - t0
+      timing.commitMs += performance.now() - t1
+    }
     const stored = statuses.filter((x) => x === 'stored').length
     if (stored > 0) this.onStored?.(opts.via ?? 'put', stored)
     let g = 0

@@ -75,6 +75,13 @@ export interface PullSummary {
   requests: number
   bytesIn: number
   ms: number
+  /**
+   * Time in each stage, summed over pages and batches (stages overlap, so
+   * the sum exceeds `ms`): list answers (request to parsed), get answers
+   * (request to parsed, staging included), staging alone, signature and
+   * policy checks, commits (waiting for the writer included).
+   */
+  stages: { listMs: number; getMs: number; stageMs: number; verifyMs: number; commitMs: number }
 }
 
 export interface PullDeps {
@@ -191,7 +198,8 @@ export async function pull(deps: PullDeps, options: PullOptions): Promise<PullSu
 
   const senderPolicy = (m: { id: { key: string } }) =>
     (allow && !allow.includes(m.id.key)) || deny.includes(m.id.key) ? { code: 'DIP_REFUSED' as const, message: 'sender not taken from this peer' } : undefined
-  const s: PullSummary = { from: client.base, listed: 0, skipped: 0, fetched: 0, stored: 0, duplicate: 0, rejected: {}, missing: 0, requests: 0, bytesIn: 0, ms: 0 }
+  const stages = { listMs: 0, getMs: 0, stageMs: 0, verifyMs: 0, commitMs: 0 }
+  const s: PullSummary = { from: client.base, listed: 0, skipped: 0, fetched: 0, stored: 0, duplicate: 0, rejected: {}, missing: 0, requests: 0, bytesIn: 0, ms: 0, stages }
   const progress: PullProgress = { listed: 0, listing: true, wanted: 0, fetched: 0, stored: 0 }
   const report = () => options.onProgress?.({ ...progress })
   let failure: unknown
@@ -216,7 +224,9 @@ export async function pull(deps: PullDeps, options: PullOptions): Promise<PullSu
     const got = new Set<string>()
     const rejected: Record<string, number> = {}
     const consider = (el: XmlElement) => {
+      const t = performance.now()
       const st = stageModel(el, deps.registry, deps.limits)
+      stages.stageMs += performance.now() - t
       // A peer may answer anything; take only what was asked, once.
       const code = !st.ok ? st.rejection.code : !asked.has(st.value.idText) || got.has(st.value.idText) ? 'DIP_REFUSED' : undefined
       if (code !== undefined) rejected[code] = (rejected[code] ?? 0) + 1
@@ -234,7 +244,9 @@ export async function pull(deps: PullDeps, options: PullOptions): Promise<PullSu
       consider(el)
       return true
     }
+    const t0 = performance.now()
     const answer = await client.success('get', getRequestXml(model, rows.map((r) => r.id), session.getVersion), undefined, take)
+    stages.getMs += performance.now() - t0
     const rest = readGetAnswer(answer.root)
     if (!rest.ok) throw rest.error
     for (const el of rest.value) consider(el)
@@ -246,7 +258,7 @@ export async function pull(deps: PullDeps, options: PullOptions): Promise<PullSu
       pages[page]!.pending--
       return advance()
     }
-    for (const r of await deps.ingest.accept(staged, { policy: senderPolicy, origin: client.base, via: 'pull', checkpoint })) {
+    for (const r of await deps.ingest.accept(staged, { policy: senderPolicy, origin: client.base, via: 'pull', checkpoint, timing: stages })) {
       if (r.status === 'stored') s.stored++
       else if (r.status === 'duplicate') s.duplicate++
       else if (r.status === 'rejected') s.rejected[r.code] = (s.rejected[r.code] ?? 0) + 1
@@ -261,7 +273,9 @@ export async function pull(deps: PullDeps, options: PullOptions): Promise<PullSu
   let renegotiated = false
   for (;;) {
     if (failure) break
+    const t0 = performance.now()
     const page = await client.call('list', listRequestXml(model, filterXml, after, session.listVersion))
+    stages.listMs += performance.now() - t0
     if (page.head.status !== 'success') {
       // A peer without a manifest says what it speaks in <supported>: adopt it, once.
       if (page.head.status === 'not supported' && page.head.supported && !renegotiated) {
@@ -345,5 +359,6 @@ export async function pull(deps: PullDeps, options: PullOptions): Promise<PullSu
   s.requests = client.requests
   s.bytesIn = client.bytesIn
   s.ms = Math.round(performance.now() - started)
+  for (const k of Object.keys(stages) as (keyof typeof stages)[]) stages[k] = Math.round(stages[k])
   return s
 }

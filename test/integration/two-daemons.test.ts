@@ -179,6 +179,10 @@ describe('two daemons replicate a board', () => {
     assert.deepEqual(s.rejected, {})
     assert.equal(s.missing, 0)
     assert.deepEqual(idHashSet(await B.node.list()), idHashSet(all()))
+    // Time in stages: every stage ran; staging is part of the gets.
+    const st = s.stages
+    assert.ok(st.listMs > 0 && st.getMs > 0 && st.stageMs > 0 && st.verifyMs > 0 && st.commitMs > 0, JSON.stringify(st))
+    assert.ok(st.stageMs <= st.getMs, JSON.stringify(st))
   })
 
   test("B's list over HTTP, paged with <after>/<more/>, equals A's", async () => {
