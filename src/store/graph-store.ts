@@ -127,6 +127,8 @@ type Db = AbstractLevel<any, string, string>
 /** getMany: keys per part at least, parts at most (libuv's pool has 4 threads) */
 const GET_PART = 128
 const GET_PARTS = 4
+/** Keys per part of a read of n keys: all of them below two parts' worth. */
+const partSize = (n: number) => (n < 2 * GET_PART ? n : Math.ceil(n / Math.min(GET_PARTS, Math.floor(n / GET_PART))))
 
 const seqKey = (n: number) => n.toString(16).padStart(16, '0')
 const SEQ_END = 'g' // sorts after every hex digit
@@ -347,8 +349,8 @@ export class GraphStore {
    */
   async #getMany<V extends string | Buffer = string>(keys: string[], buffers?: boolean): Promise<(V | undefined)[]> {
     const opts = buffers ? { valueEncoding: 'buffer' } : {}
-    if (keys.length < 2 * GET_PART) return (await this.#db.getMany(keys, opts)) as (V | undefined)[]
-    const size = Math.ceil(keys.length / Math.min(GET_PARTS, Math.floor(keys.length / GET_PART)))
+    const size = partSize(keys.length)
+    if (size === keys.length) return (await this.#db.getMany(keys, opts)) as (V | undefined)[]
     const parts: Promise<(V | undefined)[]>[] = []
     for (let i = 0; i < keys.length; i += size) parts.push(this.#db.getMany(keys.slice(i, i + size), opts) as Promise<(V | undefined)[]>)
     return (await Promise.all(parts)).flat()
@@ -377,7 +379,7 @@ export class GraphStore {
 
   async #current<V extends string | Buffer>(ids: string[], buffers: boolean): Promise<{ row: Row; xml: V }[]> {
     // Each part reads its models as soon as its rows are in (no barrier between the two reads).
-    const size = ids.length < 2 * GET_PART ? ids.length : Math.ceil(ids.length / Math.min(GET_PARTS, Math.floor(ids.length / GET_PART)))
+    const size = partSize(ids.length)
     const part = async (from: number) => {
       const held = (await this.rows(ids.slice(from, from + size))).filter((r): r is Row => r !== undefined)
       const xml = await this.#getMany<V>(held.map((r) => `M!${r.h}`), buffers)

@@ -40,6 +40,18 @@ export function runGraphStoreSuite(name: string, open: () => Promise<StoreHandle
     assert.equal(await store.count(), 1)
   })
 
+  withStore('getModels of many ids (read in parallel parts): in order, missing ones left out, bytes equal to text', async (store) => {
+    const posts = Array.from({ length: 700 }, (_, i) => makePost(alice, { localId: i + 1 }))
+    await store.commit(posts)
+    const ids = posts.map((p) => p.idText)
+    const asked = ids.flatMap((id, n) => (n % 100 === 0 ? [id, `ed25519::${'0'.repeat(64)}::${n}`] : [id]))
+    const text = await store.getModels(asked)
+    assert.deepEqual(text.map((f) => f.row.i), ids)
+    assert.deepEqual(text.map((f) => f.xml), posts.map((p) => p.xml))
+    const bytes = await store.getModelBytes(asked)
+    assert.deepEqual(bytes.map((f) => f.xml.toString('utf8')), posts.map((p) => p.xml))
+  })
+
   withStore('equal update-times: the greater hash wins whatever the order', async (store) => {
     const a = makePost(alice, { localId: 2, title: 'a', updateTime: '2020-01-01T00:00:00Z' })
     const b = makePost(alice, { localId: 2, title: 'b', updateTime: '2020-01-01T00:00:00.000Z' })
