@@ -53,6 +53,11 @@ const children = new Set<ChildProcess>()
 /** servers this process runs for a bench (counting proxies): closed by cleanup() */
 const closers = new Set<() => Promise<void>>()
 
+/** A child process of a bench's own: killed on every way out, like the daemons. */
+export function trackChild(c: ChildProcess): void {
+  children.add(c)
+}
+
 export async function tempDir(label: string): Promise<string> {
   const d = await mkdtemp(join(tmpdir(), `dipd-bench-${label}-`))
   tempDirs.add(d)

@@ -11,6 +11,9 @@
 //   verify async   up to 20,000 signatures via verifyAsync, 256 in flight (thread pool, every core)
 //   verify sync    the same with the synchronous verify (one core)
 //   parse+stage    parseXml + readGetAnswer + stageModel of a 1,000-model get answer
+//   bare pipeline  bench/bare.ts: A's models served from memory by one child
+//                  process, pulled by another (parse, verify, one put per
+//                  model): the ceiling the issue's "≥ 75%" is measured against
 // Figures: A and B run as `dipd serve` child processes; B pulls from A
 // through a byte-counting TCP pass-through in this process (--direct: none,
 // then wire bytes are not known); every pull is asked of B's local API
@@ -56,10 +59,13 @@ import type { GlobalId } from '../src/protocol/id.js'
 import type { PullSummary } from '../src/sync/pull.js'
 import { summariseProfiles } from './cpuprofile.js'
 import { serialStages } from './pull-stages.js'
+import { bareCeiling } from './bare.js'
 import { argFlag, argInt, argValue, cleanup, coresAvailable, countingProxy, cpuDelta, threadCpu, threadDeltas, fmt, installExitHandlers, round, sampleRss, startDaemonChild, stopChild, table, tempDir, wireDelta, type Bench, type Daemon, type WireCount } from './lib.js'
 
 // Targets (issue: bulk sync at full speed, resumable after a crash, cheap when already in sync)
 const TARGET_POSTS_PER_S = 9000
+/** the same target as a share of the bare pipeline measured in the same run (issue 5: ≥ 75% of the ceiling) */
+const TARGET_PCT_OF_BARE = 75
 /** peak RSS of each process during the initial pull, flat as N grows */
 const TARGET_RSS_MB = 300
 /** a pull when nothing changed: manifest + one list page */
@@ -508,6 +514,8 @@ export async function runPull(args: string[]): Promise<Record<string, unknown>> 
     // with both cores busy, the best it could do.
     const cpuUsPerPost = 1e6 / parse.all + 1e6 / vSync
     const twoCoreCeiling = 2e6 / cpuUsPerPost
+    out('pull: the bare pipeline (bench/bare.ts) over the same models…\n')
+    const bare = await bareCeiling(join(dirA, 'store'))
 
     const extraB = (argValue(args, 'node-args-b') ?? '').split(' ').filter((x) => x !== '')
     const nodeArgs = (who: string) => [...(profDir ? ['--cpu-prof', '--cpu-prof-dir', join(resolve(profDir), who)] : []), ...(who === 'b' ? extraB : [])]
@@ -605,6 +613,7 @@ export async function runPull(args: string[]): Promise<Record<string, unknown>> 
     const insyncWireBytes = wAgain.up + wAgain.down
     const met = {
       posts_per_s: postsPerS >= TARGET_POSTS_PER_S,
+      pct_of_bare: postsPerS >= (TARGET_PCT_OF_BARE / 100) * bare.postsPerS,
       rss_a: mem[a.pid]!.peakRssMb <= TARGET_RSS_MB,
       rss_b: mem[b.pid]!.peakRssMb <= TARGET_RSS_MB,
       in_sync_requests: sa.requests <= TARGET_INSYNC_REQUESTS,
@@ -644,6 +653,7 @@ export async function runPull(args: string[]): Promise<Record<string, unknown>> 
       parse_only_models_per_s: round(parse.parse),
       stage_only_models_per_s: round(parse.stage),
       two_core_cpu_ceiling_per_s: round(twoCoreCeiling),
+      bare_pipeline: { posts_per_s: round(bare.postsPerS), ms: round(bare.ms), puller_cpu_us_per_post: round((1000 * bare.pullerCpuMs) / bare.stored) },
       pct_of_verify_ceiling: round((100 * postsPerS) / vAsync, 1),
       avg_content_bytes: round(seeded.avgContentBytes),
       avg_model_bytes: round(seeded.avgModelBytes),
@@ -675,6 +685,7 @@ export async function runPull(args: string[]): Promise<Record<string, unknown>> 
       get_models_per_s: round(get1.modelsPerS),
       targets: {
         posts_per_s: { value: round(postsPerS), target: `>= ${TARGET_POSTS_PER_S}`, met: met.posts_per_s },
+        pct_of_bare_pipeline: { value: round((100 * postsPerS) / bare.postsPerS, 1), target: `>= ${TARGET_PCT_OF_BARE}`, met: met.pct_of_bare },
         rss_a_peak_mb: { value: mem[a.pid]!.peakRssMb, target: `<= ${TARGET_RSS_MB}`, met: met.rss_a },
         rss_b_peak_mb: { value: mem[b.pid]!.peakRssMb, target: `<= ${TARGET_RSS_MB}`, met: met.rss_b },
         in_sync_requests: { value: sa.requests, target: `<= ${TARGET_INSYNC_REQUESTS}`, met: met.in_sync_requests },
@@ -731,6 +742,7 @@ export async function runPull(args: string[]): Promise<Record<string, unknown>> 
           ['baseline: parse+stage (one core)', `${fmt(parse.all)} models/s`, `parseXml ${fmt(parse.parse)}/s, stageModel ${fmt(parse.stage)}/s`],
           ['response signing (A, PROTOCOL.md §8)', `${fmt(signing.usPerModel, 1)} µs/model`, `${fmt(signing.msPerAnswer, 2)} ms per get answer of ${signing.models} models (${fmt(signing.answerBytes / 1024)} KB): ${fmt((100 * signing.usPerModel * n) / 1000 / Math.max(1, cpuSum(cpuA)), 1)}% of A's CPU in this pull`],
           ['derived: 2-core CPU ceiling of B', `${fmt(twoCoreCeiling)} posts/s`, `(parse+stage+verify ${fmt(cpuUsPerPost)} µs/post over 2 cores)`],
+          ['baseline: bare pipeline (2 processes)', `${fmt(bare.postsPerS)} posts/s`, `answers served from memory unsigned; parse, verify, one put per model (bench/bare.ts); puller CPU ${fmt((1000 * bare.pullerCpuMs) / bare.stored)} µs/post; dipd's pull is ${fmt((100 * postsPerS) / bare.postsPerS, 1)}% of it (target ≥ ${TARGET_PCT_OF_BARE}%: ${mark(met.pct_of_bare)})`],
           ['context: cores free (2-thread probe)', `${coresBefore} / ${coresAfter}`, 'before / after; below 2 = other work on the machine'],
           ['check: stored / rejected / on B', `${s.stored} / ${rejected} / ${held}`, `listed ${s.listed}, fetched ${s.fetched}, missing ${s.missing}`],
         ]) +
