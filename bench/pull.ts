@@ -514,8 +514,6 @@ export async function runPull(args: string[]): Promise<Record<string, unknown>> 
     // with both cores busy, the best it could do.
     const cpuUsPerPost = 1e6 / parse.all + 1e6 / vSync
     const twoCoreCeiling = 2e6 / cpuUsPerPost
-    out('pull: the bare pipeline (bench/bare.ts) over the same models…\n')
-    const bare = await bareCeiling(join(dirA, 'store'))
 
     const extraB = (argValue(args, 'node-args-b') ?? '').split(' ').filter((x) => x !== '')
     const nodeArgs = (who: string) => [...(profDir ? ['--cpu-prof', '--cpu-prof-dir', join(resolve(profDir), who)] : []), ...(who === 'b' ? extraB : [])]
@@ -596,6 +594,9 @@ export async function runPull(args: string[]): Promise<Record<string, unknown>> 
 
     await proxy?.close()
     await Promise.all([stopChild(a.child), stopChild(b.child)])
+    // Last, on A's closed store: opening it earlier would change the store A serves from.
+    out('pull: the bare pipeline (bench/bare.ts) over the same models…\n')
+    const bare = await bareCeiling(join(dirA, 'store'))
     const coresAfter = await coresAvailable(700)
 
     const postsPerS = n / (run.wallMs / 1000)
