@@ -137,6 +137,14 @@ describe('dipd CLI', () => {
     assert.ok(id1.startsWith(key + '::'))
   })
 
+  test('the bin runs by its own shebang, as `npx dipd` runs it (the build makes it executable)', async () => {
+    const { spawnSync } = await import('node:child_process')
+    assert.ok(((await stat(MAIN)).mode & 0o111) !== 0, `${MAIN} is not executable`)
+    const r = spawnSync(MAIN, ['--version'], { encoding: 'utf8', timeout: 20_000 })
+    assert.equal(r.status, 0, r.stderr)
+    assert.match(r.stdout, /^\d+\.\d+\.\d+\n$/)
+  })
+
   test('--help exits 0 for the program and each command', async () => {
     const all = [['--help'], ['init', '--help'], ['serve', '--help'], ['post', '--help'], ['pull', '--help'], ['list', '--help'], ['show', '--help']]
     const runs = await Promise.all(all.map((args) => cli(args)))
