@@ -12,7 +12,7 @@ import { stageModel, type StagedModel } from '../model/signed.js'
 import type { ModelRegistry } from '../model/registry.js'
 import type { GraphStore } from '../store/graph-store.js'
 import type { Ingest } from '../store/ingest.js'
-import { servedModelXml } from '../store/served.js'
+import { hasAttachments, servedModelXml } from '../store/served.js'
 
 export interface SyncDeps {
   store: GraphStore
@@ -78,7 +78,7 @@ export function registerSyncRoutes(app: FastifyInstance, deps: SyncDeps): void {
     const parts: Buffer[] = [GET_HEAD]
     for (const { row, xml } of found) {
       if (row.n !== req.modelName) continue
-      parts.push(row.l.length === 0 ? xml : Buffer.from(await servedModelXml(store, row, xml.toString('utf8')), 'utf8'))
+      parts.push(hasAttachments(row) ? Buffer.from(await servedModelXml(store, row, xml.toString('utf8')), 'utf8') : xml)
     }
     parts.push(GET_TAIL)
     return Buffer.concat(parts)
