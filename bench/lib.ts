@@ -364,3 +364,15 @@ export function table(title: string, rows: [string, string, string?][]): string 
 }
 
 export { sleep }
+
+/** Deterministic PRNG (mulberry32), so every run seeds the same shape of data. */
+export function rng(seed: number): () => number {
+  let a = seed >>> 0
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0
+    let t = a
+    t = Math.imul(t ^ (t >>> 15), t | 1)
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
+  }
+}

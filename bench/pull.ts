@@ -60,7 +60,7 @@ import type { PullSummary } from '../src/sync/pull.js'
 import { summariseProfiles } from './cpuprofile.js'
 import { serialStages } from './pull-stages.js'
 import { bareCeiling } from './bare.js'
-import { argFlag, argInt, argValue, cleanup, coresAvailable, countingProxy, cpuDelta, threadCpu, threadDeltas, fmt, installExitHandlers, round, sampleRss, startDaemonChild, stopChild, table, tempDir, wireDelta, type Bench, type Daemon, type WireCount } from './lib.js'
+import { argFlag, argInt, argValue, cleanup, coresAvailable, countingProxy, cpuDelta, threadCpu, threadDeltas, fmt, installExitHandlers, rng, round, sampleRss, startDaemonChild, stopChild, table, tempDir, wireDelta, type Bench, type Daemon, type WireCount } from './lib.js'
 
 // Targets (issue: bulk sync at full speed, resumable after a crash, cheap when already in sync)
 const TARGET_POSTS_PER_S = 9000
@@ -84,17 +84,6 @@ const WORDS = (
 ).split(' ')
 const TAGS = ['news', 'tech', 'music', 'books', 'films', 'games', 'travel', 'food', 'science', 'art', 'dip', 'meta']
 
-/** Deterministic PRNG (mulberry32), so every run seeds the same shape of data. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
 
 function makeText(rand: () => number, chars: number): string {
   let s = ''

@@ -30,23 +30,12 @@
 import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { request } from 'undici'
-import { argFlag, argInt, cleanup, coresAvailable, fmt, installExitHandlers, round, sleep, startDaemonChild, stopChild, table, tempDir, type Bench, type Daemon } from './lib.js'
+import { argFlag, argInt, cleanup, coresAvailable, fmt, installExitHandlers, rng, round, sleep, startDaemonChild, stopChild, table, tempDir, type Bench, type Daemon } from './lib.js'
 
 const NODES = 5
 const GOAL_P99_MS = 100
 /** A post that has not reached all others by then fails the bench. */
 const PER_POST_TIMEOUT_MS = 10_000
-
-function rng(seed: number): () => number {
-  let s = seed >>> 0
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0
-    let t = s
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
 
 async function local<T>(d: Daemon, path: string, body?: unknown, timeoutMs = 30_000): Promise<T> {
   const res = await request(`${d.url}${path}`, {

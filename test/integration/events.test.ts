@@ -16,7 +16,7 @@ import { startDaemon, type Daemon } from '../../src/daemon.js'
 import { generateKeyPair } from '../../src/crypto/ed25519.js'
 import { authorModel } from '../../src/model/signed.js'
 import { parseIdText } from '../../src/protocol/id.js'
-import { registerEventRoutes, EVENT_BATCH, type FeedStore } from '../../src/http/events.js'
+import { registerEventRoutes, EVENT_BATCH, type FeedStore, type ModelJson } from '../../src/http/events.js'
 import { GraphStore } from '../../src/store/graph-store.js'
 import { putModels, registry, removeDir, signPost, tempDir } from './helpers.js'
 
@@ -28,16 +28,8 @@ interface SseEvent {
   data: string
 }
 
-interface ModelEvent {
-  seq: number
-  id: string
-  model: string
-  version: string
-  hash: string
-  updateTime: string
-  origin?: string
-  fields: Record<string, unknown>
-}
+/** An event's model as the feed sends it: the local API's ModelJson, fields read as a record. */
+type ModelEvent = ModelJson & { fields: Record<string, unknown> }
 
 /**
  * A tiny SSE consumer over node:http: parses the stream per the SSE rules
