@@ -293,6 +293,23 @@ export function threadCpu(pid: number): Map<string, { comm: string; ms: number }
   return out
 }
 
+/**
+ * Waits until the processes together use less than `idleCores` of CPU over
+ * `windowMs` (LevelDB compaction after a bulk write can run for seconds), at
+ * most `maxMs`. Returns the ms waited and whether they went quiet.
+ */
+export async function settle(pids: number[], opts: { windowMs?: number; idleCores?: number; maxMs?: number } = {}): Promise<{ ms: number; quiet: boolean }> {
+  const { windowMs = 500, idleCores = 0.05, maxMs = 60_000 } = opts
+  const total = () => pids.reduce((sum, pid) => sum + [...threadCpu(pid).values()].reduce((x, t) => x + t.ms, 0), 0)
+  const t0 = performance.now()
+  while (performance.now() - t0 < maxMs) {
+    const c0 = total()
+    await new Promise((r) => setTimeout(r, windowMs))
+    if ((total() - c0) / windowMs < idleCores) return { ms: round(performance.now() - t0), quiet: true }
+  }
+  return { ms: round(performance.now() - t0), quiet: false }
+}
+
 /** CPU ms per thread between two snapshots, largest first: `[tid, ms]` (main thread tid = pid). */
 export function threadDeltas(before: Map<string, { comm: string; ms: number }>, after: Map<string, { comm: string; ms: number }>): [string, number][] {
   return [...after]

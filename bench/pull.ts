@@ -40,7 +40,7 @@
 // Options: --n N (default 20000)  --concurrency-verify K (256)
 //          --direct        B pulls from A's port itself (no counting proxy; no wire bytes)
 //          --stages        also run the serial stage breakdown (bench/pull-stages.ts) against A
-//          --get-requests R (20)  gets of 1,000 ids in the get figure
+//          --get-requests R (50)  timed gets of 1,000 ids in the get figure (after 10 untimed)
 //          --cpu-prof DIR  (children run with --cpu-prof; a summary of B's
 //                           main-thread profile is printed, profiles kept in DIR)
 //          --node-args-b "…"  extra node flags for B (e.g. "--max-semi-space-size=64")
@@ -60,7 +60,7 @@ import type { PullSummary } from '../src/sync/pull.js'
 import { summariseProfiles } from './cpuprofile.js'
 import { serialStages } from './pull-stages.js'
 import { bareCeiling } from './bare.js'
-import { argFlag, argInt, argValue, cleanup, coresAvailable, countingProxy, cpuDelta, threadCpu, threadDeltas, fmt, installExitHandlers, rng, round, sampleRss, startDaemonChild, stopChild, table, tempDir, wireDelta, type Bench, type Daemon, type WireCount } from './lib.js'
+import { argFlag, argInt, argValue, cleanup, coresAvailable, countingProxy, cpuDelta, settle, threadCpu, threadDeltas, fmt, installExitHandlers, rng, round, sampleRss, startDaemonChild, stopChild, table, tempDir, wireDelta, type Bench, type Daemon, type WireCount } from './lib.js'
 
 // Targets (issue: bulk sync at full speed, resumable after a crash, cheap when already in sync)
 const TARGET_POSTS_PER_S = 9000
@@ -397,11 +397,14 @@ interface GetRun {
   cpuA: Record<string, number>
 }
 
+/** Untimed gets before the timed ones, so that A's get path at 1,000 ids is at steady state (JIT). */
+const WARM_GETS = 10
+
 /**
  * `requests` gets of `per` ids each, straight to A (no proxy), `inFlight` at
  * a time; the id sets are consecutive slices of a fixed shuffle of every
- * seeded id, so each get reads ids from all over the store. One untimed get
- * first, checked in full (parseXml + readGetAnswer).
+ * seeded id, so each get reads ids from all over the store. Untimed first:
+ * one get checked in full (parseXml + readGetAnswer), then WARM_GETS more.
  */
 async function getBench(a: Daemon, ids: string[], requests: number, per: number, inFlight: number): Promise<GetRun> {
   const base = a.url
@@ -424,6 +427,7 @@ async function getBench(a: Daemon, ids: string[], requests: number, per: number,
   const all = readGetAnswer(root.value)
   if (!all.ok) throw all.error
   if (all.value.length !== take) throw new Error(`get bench: asked ${take} ids, got ${all.value.length} models`)
+  for (let r = 0; r < WARM_GETS; r++) await getFromA(base, bodies[r % requests]!)
   let next = 0
   let models = 0
   let bytes = 0
@@ -469,7 +473,7 @@ const diffCounts = (a: Record<string, number>, b: Record<string, number>) =>
 export async function runPull(args: string[]): Promise<Record<string, unknown>> {
   const n = argInt(args, 'n', 20000, 1, 10_000_000)
   const inFlight = argInt(args, 'concurrency-verify', 256, 1, 100_000)
-  const getRequests = argInt(args, 'get-requests', 20, 1, 10_000)
+  const getRequests = argInt(args, 'get-requests', 50, 1, 10_000)
   const profDir = argValue(args, 'cpu-prof')
   const direct = argFlag(args, 'direct')
   const withStages = argFlag(args, 'stages')
@@ -569,7 +573,9 @@ export async function runPull(args: string[]): Promise<Record<string, unknown>> 
     const newWireRatio = proxy ? wFresh.down / newServed.bytes : undefined
 
     // 4. gets of 1,000 ids, straight to A
-    out(`pull: ${getRequests} gets of 1,000 ids from A, 1 then 4 in flight…\n`)
+    // B's LevelDB compacts for a while after a bulk write; the gets measure A alone.
+    const quiet = await settle([a.pid, b.pid])
+    out(`pull: ${getRequests} gets of 1,000 ids from A, 1 then 4 in flight (after ${fmt(quiet.ms)} ms for A and B to go quiet${quiet.quiet ? '' : ': they did not'})…\n`)
     const get1 = await withStderr(() => getBench(a, seeded.ids, getRequests, 1000, 1))
     const get4 = await withStderr(() => getBench(a, seeded.ids, getRequests, 1000, 4))
     const hwmEnd = sampleRss([a.pid, b.pid], 1000).stop()

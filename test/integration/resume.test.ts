@@ -88,8 +88,10 @@ test(`a pull killed ${KILLS} times with SIGKILL ends with exactly the source's m
   const last = await runPull(b.path, A.url, undefined)
   assert.equal(last.code, 0, 'the last pull finishes')
   assert.ok(last.summary, 'with a summary')
-  const summary = last.summary as { listed: number; stored: number }
+  const summary = last.summary as { listed: number; stored: number; fetched: number }
   assert.equal(before + summary.stored, N, 'the last pull stores exactly what the killed ones had not committed')
+  // Listed models already held are skipped before any get: nothing committed is fetched again.
+  assert.equal(summary.fetched, summary.stored, `fetched ${summary.fetched}, stored ${summary.stored}`)
   // The checkpoint written with the commits lets the last pull list only from the last finished page.
   t.diagnostic(`kills at ${kills.join(', ')} ms; ${before} held before the last pull, which listed ${summary.listed}`)
   if (before >= 2500) assert.ok(summary.listed < N, `listed ${summary.listed} of ${N} after ${before} were held`)
