@@ -9,11 +9,14 @@
 //   dipd_outbox_delivered_total{peer}   models a push peer stored
 //   dipd_pull_models_total{peer}        models stored by pulls, per peer
 //   dipd_pull_seconds{peer}             duration of pulls (histogram)
+//   dipd_verify_engine{engine}          1 for the library that checks signatures first: libsodium
+//                                       (its worker), or openssl once the worker failed (about half as fast)
 //
 // and prom-client's default process metrics: process_resident_memory_bytes,
 // nodejs_heap_size_total_bytes / _used_bytes, nodejs_external_memory_bytes,
 // nodejs_eventloop_lag_seconds, nodejs_gc_duration_seconds, CPU, handles.
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client'
+import { verifyEngine } from './crypto/ed25519.js'
 
 export interface OutboxView {
   url: string
@@ -56,6 +59,16 @@ export class Metrics {
     outbox('dipd_outbox_failures', 'Failed deliveries in a row to a push peer', (o) => o.state?.failures ?? 0)
     outbox('dipd_outbox_delivered_total', 'Models a push peer stored', (o) => o.state?.pushed ?? 0)
     this.pullModels = new Counter({ name: 'dipd_pull_models_total', help: 'Models stored by pulls, per peer', labelNames: ['peer'], registers })
+    new Gauge({
+      name: 'dipd_verify_engine',
+      help: 'The library that checks signatures first (1): libsodium in a worker, or openssl once the worker failed',
+      labelNames: ['engine'],
+      registers,
+      collect() {
+        this.reset()
+        this.set({ engine: verifyEngine() }, 1)
+      },
+    })
     this.pullSeconds = new Histogram({ name: 'dipd_pull_seconds', help: 'Duration of pulls', labelNames: ['peer'], buckets: [0.05, 0.2, 1, 5, 30, 120, 600], registers })
   }
 }

@@ -1,12 +1,20 @@
 // The only module that touches signature libraries.
 //
-// Hot path: Node's built-in crypto (OpenSSL), with one KeyObject cached per
-// public key (re-creating it per call halves the rate) and the callback form
-// of crypto.verify, which runs on libuv's thread pool so both cores verify.
+// Signing and single checks: Node's built-in crypto (OpenSSL), with one
+// KeyObject cached per public key (re-creating it per call halves the rate).
+// Bulk checks (verifyAsync): batches of signatures go to a worker thread that
+// checks them with libsodium (sodium-native), twice as fast as OpenSSL here;
+// whatever libsodium refuses is checked again with OpenSSL on libuv's thread
+// pool, so the answer is always OpenSSL's (PROTOCOL.md §4: "as OpenSSL
+// verifies"). libsodium is the stricter of the two (it also refuses keys and
+// R of small order), so its yes is OpenSSL's yes; tests check both ways.
+// Without the worker (it failed to start or died) every check is OpenSSL's.
 // Portable path: @noble/ed25519 with RFC 8032 strict checks (zip215: false),
 // cross-checked against the built-in one in tests.
 import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, sign as nodeSign, verify as nodeVerify, type KeyObject } from 'node:crypto'
+import { Worker } from 'node:worker_threads'
 import * as noble from '@noble/ed25519'
+import type { BatchAnswer, BatchMessage } from './verify-worker.js'
 
 noble.hashes.sha512 = (message: Uint8Array) => new Uint8Array(createHash('sha512').update(message).digest())
 
@@ -64,8 +72,8 @@ export function verify(keyHex: string, message: Uint8Array, signature: Uint8Arra
   }
 }
 
-/** Verify on the thread pool; many in flight use every core. */
-export function verifyAsync(keyHex: string, message: Uint8Array, signature: Uint8Array): Promise<boolean> {
+/** OpenSSL's check on libuv's thread pool; many in flight use every core. */
+export function verifyOpenSsl(keyHex: string, message: Uint8Array, signature: Uint8Array): Promise<boolean> {
   if (signature.length !== 64) return Promise.resolve(false)
   let key: KeyObject
   try {
@@ -76,6 +84,138 @@ export function verifyAsync(keyHex: string, message: Uint8Array, signature: Uint
   return new Promise((resolve) => {
     nodeVerify(null, message, key, signature, (err, valid) => resolve(!err && valid))
   })
+}
+
+/** Signatures per batch at most; a batch also goes out at the end of the event-loop turn. */
+const BATCH_MAX = 256
+const KEY_RE = /^[0-9a-f]{64}$/
+
+interface Check {
+  key: string
+  message: Uint8Array
+  signature: Uint8Array
+  resolve(ok: boolean): void
+}
+
+/** Collects checks into batches for the libsodium worker (see the header). */
+export class BatchVerifier {
+  readonly #workerUrl: URL
+  #worker: Worker | undefined
+  #broken = false
+  #queue: Check[] = []
+  #bytes = 0
+  #scheduled = false
+  readonly #pending = new Map<number, Check[]>()
+  #nextId = 1
+
+  /** `workerUrl`: the worker script (tests give a broken one). */
+  constructor(workerUrl = new URL('./verify-worker.js', import.meta.url)) {
+    this.#workerUrl = workerUrl
+  }
+
+  /** Which library gives the first answer: libsodium until its worker fails, then OpenSSL alone. */
+  get engine(): 'libsodium' | 'openssl' {
+    return this.#broken ? 'openssl' : 'libsodium'
+  }
+
+  verify(key: string, message: Uint8Array, signature: Uint8Array): Promise<boolean> {
+    if (signature.length !== 64 || !KEY_RE.test(key)) return Promise.resolve(false)
+    if (this.#broken) return verifyOpenSsl(key, message, signature)
+    return new Promise((resolve) => {
+      this.#queue.push({ key, message, signature, resolve })
+      this.#bytes += 100 + message.length
+      if (this.#queue.length >= BATCH_MAX) this.#flush()
+      else if (!this.#scheduled) {
+        this.#scheduled = true
+        setImmediate(() => {
+          this.#scheduled = false
+          this.#flush()
+        })
+      }
+    })
+  }
+
+  #flush(): void {
+    const checks = this.#queue
+    if (checks.length === 0) return
+    const buf = new ArrayBuffer(this.#bytes)
+    this.#queue = []
+    this.#bytes = 0
+    const worker = this.#start()
+    if (!worker) {
+      for (const c of checks) void this.#openSsl(c)
+      return
+    }
+    const bytes = Buffer.from(buf)
+    let at = 0
+    for (const c of checks) {
+      bytes.writeUInt32LE(c.message.length, at)
+      bytes.write(c.key, at + 4, 32, 'hex')
+      bytes.set(c.signature, at + 36)
+      bytes.set(c.message, at + 100)
+      at += 100 + c.message.length
+    }
+    const id = this.#nextId++
+    this.#pending.set(id, checks)
+    worker.ref()
+    worker.postMessage({ id, count: checks.length, buf } satisfies BatchMessage, [buf])
+  }
+
+  #start(): Worker | undefined {
+    if (this.#worker || this.#broken) return this.#worker
+    try {
+      const w = new Worker(this.#workerUrl)
+      w.on('message', (m: BatchAnswer | { unavailable: string }) => ('unavailable' in m ? this.#fail() : this.#answer(m)))
+      w.on('error', () => this.#fail())
+      w.on('exit', () => this.#fail())
+      w.unref()
+      this.#worker = w
+    } catch {
+      this.#broken = true
+    }
+    return this.#worker
+  }
+
+  #answer({ id, ok }: BatchAnswer): void {
+    const checks = this.#pending.get(id)
+    if (!checks) return
+    this.#pending.delete(id)
+    if (this.#pending.size === 0) this.#worker?.unref()
+    checks.forEach((c, n) => (ok[n] === 1 ? c.resolve(true) : void this.#openSsl(c)))
+  }
+
+  async #openSsl(c: Check): Promise<void> {
+    c.resolve(await verifyOpenSsl(c.key, c.message, c.signature))
+  }
+
+  /** Ends the worker (answers still due are given by OpenSSL). */
+  async close(): Promise<void> {
+    this.#fail()
+  }
+
+  /** The worker is gone: what it held and all that follows is checked by OpenSSL. */
+  #fail(): void {
+    if (this.#broken) return
+    this.#broken = true
+    const worker = this.#worker
+    this.#worker = undefined
+    void worker?.terminate()
+    for (const checks of this.#pending.values()) for (const c of checks) void this.#openSsl(c)
+    this.#pending.clear()
+  }
+}
+
+const batchVerifier = new BatchVerifier()
+
+/** Which library verifyAsync asks first (see BatchVerifier.engine). */
+export const verifyEngine = (): 'libsodium' | 'openssl' => batchVerifier.engine
+
+/**
+ * Strict verify for bulk use, off the main thread: libsodium in a worker,
+ * OpenSSL for whatever it refuses (see the header). False for any malformed input.
+ */
+export function verifyAsync(keyHex: string, message: Uint8Array, signature: Uint8Array): Promise<boolean> {
+  return batchVerifier.verify(keyHex, message, signature)
 }
 
 /** The portable implementation (RFC 8032 strict). */

@@ -4,7 +4,8 @@ import { randomBytes } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import fc from 'fast-check'
-import { generateKeyPair, keyPairFromSecret, portable, sign, verify, verifyAsync } from '../../src/crypto/ed25519.js'
+import sodium from 'sodium-native'
+import { BatchVerifier, generateKeyPair, keyPairFromSecret, portable, sign, verify, verifyAsync } from '../../src/crypto/ed25519.js'
 import { FIXTURES } from '../helpers.js'
 
 const hex = (b: Uint8Array) => Buffer.from(b).toString('hex')
@@ -79,4 +80,74 @@ test('malformed inputs verify false instead of throwing', async () => {
   assert.equal(await verifyAsync(pair.publicKeyHex, Buffer.from('x'), Buffer.alloc(65)), false)
   assert.equal(verify('zz'.repeat(32), Buffer.from('x'), Buffer.alloc(64)), false)
   assert.equal(await verifyAsync('00'.repeat(31), Buffer.from('x'), Buffer.alloc(64)), false)
+})
+
+/** Cases where libsodium and OpenSSL may differ: a key and R of small order (the identity point, anyone can forge with it), S + L, bit flips. */
+function edgeCases(): { key: string; msg: Buffer; sig: Buffer; label: string }[] {
+  const identity = Buffer.alloc(32)
+  identity[0] = 1
+  const base = Buffer.from('5866666666666666666666666666666666666666666666666666666666666666', 'hex')
+  const one = Buffer.alloc(32)
+  one[0] = 1
+  const out = [{ key: identity.toString('hex'), msg: Buffer.from('anything'), sig: Buffer.concat([base, one]), label: 'small-order key, R = B, S = 1' }]
+  const pair = keyPairFromSecret(Buffer.from(vectors[1]!.secretKey, 'hex'))
+  const msg = Buffer.from('72', 'hex')
+  const sig = Buffer.from(sign(pair, msg))
+  const L = (1n << 252n) + 27742317777372353535851937790883648493n
+  const s = BigInt('0x' + Buffer.from(sig.subarray(32)).reverse().toString('hex')) + L
+  out.push({ key: pair.publicKeyHex, msg, sig: Buffer.concat([sig.subarray(0, 32), Buffer.from(s.toString(16).padStart(64, '0'), 'hex').reverse()]), label: 'S + L' })
+  out.push({ key: pair.publicKeyHex, msg, sig: Buffer.concat([identity, sig.subarray(32)]), label: 'R of small order' })
+  for (let i = 0; i < 40; i++) {
+    const p = generateKeyPair()
+    const m = randomBytes(1 + i * 37)
+    const good = Buffer.from(sign(p, m))
+    out.push({ key: p.publicKeyHex, msg: m, sig: good, label: `valid ${i}` })
+    const bad = Buffer.from(good)
+    bad[i % 64]! ^= 1 << i % 8
+    out.push({ key: p.publicKeyHex, msg: m, sig: bad, label: `flipped ${i}` })
+  }
+  return out
+}
+
+test('verifyAsync (libsodium in a worker, OpenSSL for what it refuses) answers exactly as OpenSSL, in batches of any size', { timeout: 30_000 }, async () => {
+  const cases = edgeCases()
+  // Over BATCH_MAX checks at once: several batches, answered in order.
+  const many = Array.from({ length: 700 }, (_, n) => cases[n % cases.length]!)
+  const got = await Promise.all(many.map((c) => verifyAsync(c.key, c.msg, c.sig)))
+  many.forEach((c, n) => assert.equal(got[n], verify(c.key, c.msg, c.sig), c.label))
+  // The fallback is not idle: OpenSSL takes the small-order key that libsodium refuses.
+  const weak = cases[0]!
+  assert.equal(verify(weak.key, weak.msg, weak.sig), true)
+  assert.equal(sodium.crypto_sign_verify_detached(weak.sig, weak.msg, Buffer.from(weak.key, 'hex')), false)
+})
+
+test("libsodium's yes is OpenSSL's yes on random forgeries and valid signatures", () => {
+  for (const c of edgeCases()) {
+    if (sodium.crypto_sign_verify_detached(c.sig, c.msg, Buffer.from(c.key, 'hex'))) assert.equal(verify(c.key, c.msg, c.sig), true, c.label)
+  }
+})
+
+test('a batch verifier whose worker fails or never starts answers with OpenSSL', { timeout: 30_000 }, async () => {
+  const pair = generateKeyPair()
+  const msg = Buffer.from('hello')
+  const sig = Buffer.from(sign(pair, msg))
+  const bad = Buffer.from(sig)
+  bad[0]! ^= 1
+  for (const url of [new URL('data:text/javascript,process.exit(3)'), new URL('data:text/javascript,throw new Error("no")'), new URL('file:///nonexistent/verify-worker.js')]) {
+    const v = new BatchVerifier(url)
+    assert.equal(v.engine, 'libsodium')
+    const answers = await Promise.all([v.verify(pair.publicKeyHex, msg, sig), v.verify(pair.publicKeyHex, msg, bad), v.verify(pair.publicKeyHex, Buffer.from('other'), sig)])
+    assert.deepEqual(answers, [true, false, false], url.href)
+    assert.equal(v.engine, 'openssl', url.href)
+    assert.equal(await v.verify(pair.publicKeyHex, msg, sig), true, 'later checks too')
+    await v.close()
+  }
+})
+
+test('a batch verifier whose worker says libsodium is unavailable answers with OpenSSL', { timeout: 30_000 }, async () => {
+  const v = new BatchVerifier(new URL(`data:text/javascript,${encodeURIComponent("import { parentPort } from 'node:worker_threads'; parentPort.postMessage({ unavailable: 'test' })")}`))
+  const pair = generateKeyPair()
+  const msg = Buffer.from('hello')
+  assert.equal(await v.verify(pair.publicKeyHex, msg, Buffer.from(sign(pair, msg))), true)
+  assert.equal(v.engine, 'openssl')
 })
