@@ -6,14 +6,16 @@
 //           signature, no request parsing)
 //   puller  4 gets in flight; parse each answer (dipd's parser); per model
 //           its canonical content, its hash and its author's signature
-//           checked on the thread pool; one LevelDB batch per answer with
+//           checked by `openssl` (Node's crypto.verify on the thread pool,
+//           the ceiling as issue 5 measured it) or by `dipd` (dipd's
+//           verifyAsync: libsodium in a worker); one LevelDB batch per answer with
 //           one put per model (no index rows, no checks of what is held,
 //           no checkpoint, no answer-signature check)
 // What dipd adds on top (signed answers, list pages, indexes, graph edges,
 // checkpoints, policy) is the difference between the two figures.
 //
 // As a child: node dist/bench/bare.js serve <store dir>
-//             node dist/bench/bare.js pull <url> <answers> <store dir>
+//             node dist/bench/bare.js pull <url> <answers> <store dir> openssl|dipd
 import { spawn } from 'node:child_process'
 import { createHash } from 'node:crypto'
 import { createServer } from 'node:http'
@@ -21,7 +23,7 @@ import { join } from 'node:path'
 import { fileURLToPath, pathToFileURL } from 'node:url'
 import { Level } from 'level'
 import { request } from 'undici'
-import { verifyAsync } from '../src/crypto/ed25519.js'
+import { verifyAsync, verifyOpenSsl } from '../src/crypto/ed25519.js'
 import { canonicalize } from '../src/protocol/canonical.js'
 import { readGetAnswer } from '../src/protocol/envelope.js'
 import { firstChild, parseXml } from '../src/protocol/xml.js'
@@ -54,7 +56,11 @@ async function serve(dir: string): Promise<void> {
   })
 }
 
-async function pullAll(url: string, answers: number, dir: string): Promise<void> {
+/** Who checks the authors' signatures in the bare puller (see the header). */
+export type Verifier = 'openssl' | 'dipd'
+
+async function pullAll(url: string, answers: number, dir: string, verifier: Verifier): Promise<void> {
+  const verify = verifier === 'openssl' ? verifyOpenSsl : verifyAsync
   const db = new Level<string, string>(dir, { keyEncoding: 'utf8', valueEncoding: 'utf8', writeBufferSize: 32 * 1024 * 1024 })
   await db.open()
   let next = 0
@@ -73,7 +79,7 @@ async function pullAll(url: string, answers: number, dir: string): Promise<void>
       const checks = els.value.map(async (el) => {
         const content = Buffer.from(canonicalize(firstChild(el, 'content')!), 'utf8')
         const sig = firstChild(firstChild(el, 'signatures')!, 'signature')!.attrs
-        const ok = await verifyAsync(sig.key!, content, Buffer.from(sig.value!, 'hex'))
+        const ok = await verify(sig.key!, content, Buffer.from(sig.value!, 'hex'))
         return ok ? { type: 'put' as const, key: 'M!sha256:' + createHash('sha256').update(content).digest('hex'), value: el.src ?? canonicalize(el) } : undefined
       })
       const puts = (await Promise.all(checks)).filter((p) => p !== undefined)
@@ -136,12 +142,12 @@ export interface BareFigures {
 }
 
 /** Serves the M! rows of the (closed) store in `storeDir` and pulls them all once; both as child processes. */
-export async function bareCeiling(storeDir: string): Promise<BareFigures> {
+export async function bareCeiling(storeDir: string, verifier: Verifier): Promise<BareFigures> {
   const server = child(['serve', storeDir])
   let puller: ReturnType<typeof child> | undefined
   try {
     const s = await firstLine<{ url: string; answers: number; models: number }>(server.lines, 'server', 120_000)
-    puller = child(['pull', s.url, String(s.answers), join(await tempDir('bare'), 'store')])
+    puller = child(['pull', s.url, String(s.answers), join(await tempDir('bare'), 'store'), verifier])
     const p = await firstLine<{ stored: number; bad: number; ms: number; cpuMs: number }>(puller.lines, 'puller', 600_000)
     if ((await puller.done) !== 0 || p.stored !== s.models || p.bad !== 0) throw new Error(`bare pipeline: stored ${p.stored} of ${s.models}, ${p.bad} bad`)
     return { models: s.models, stored: p.stored, ms: p.ms, postsPerS: p.stored / (p.ms / 1000), pullerCpuMs: p.cpuMs }
@@ -155,9 +161,9 @@ export async function bareCeiling(storeDir: string): Promise<BareFigures> {
 if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
   const [mode, ...rest] = process.argv.slice(2)
   if (mode === 'serve') await serve(rest[0]!)
-  else if (mode === 'pull') await pullAll(rest[0]!, Number(rest[1]), rest[2]!)
+  else if (mode === 'pull' && (rest[3] === 'openssl' || rest[3] === 'dipd')) await pullAll(rest[0]!, Number(rest[1]), rest[2]!, rest[3])
   else {
-    process.stderr.write('usage: bare.js serve <store dir> | pull <url> <answers> <store dir>\n')
+    process.stderr.write('usage: bare.js serve <store dir> | pull <url> <answers> <store dir> openssl|dipd\n')
     process.exitCode = 2
   }
 }

@@ -8,12 +8,16 @@
 // posts take their local ids from A's allocator, as `dipd post` would, so
 // that posts authored later through A's local API are new posts.
 // Baselines (this process, before the daemons start, so nothing competes):
-//   verify async   up to 20,000 signatures via verifyAsync, 256 in flight (thread pool, every core)
-//   verify sync    the same with the synchronous verify (one core)
+//   verify dipd    up to 20,000 signatures via verifyAsync, 256 in flight
+//                  (dipd's verifier: batches to libsodium in one worker thread)
+//   verify async   the same via OpenSSL's crypto.verify on the thread pool (every core)
+//   verify sync    the same with the synchronous OpenSSL verify (one core)
 //   parse+stage    parseXml + readGetAnswer + stageModel of a 1,000-model get answer
 //   bare pipeline  bench/bare.ts: A's models served from memory by one child
 //                  process, pulled by another (parse, verify, one put per
-//                  model): the ceiling the issue's "≥ 75%" is measured against
+//                  model), run twice: verifying with OpenSSL on the thread
+//                  pool (the ceiling as the issue measured it, which its
+//                  "≥ 75%" is measured against) and with dipd's verifier
 // Figures: A and B run as `dipd serve` child processes; B pulls from A
 // through a byte-counting TCP pass-through in this process (--direct: none,
 // then wire bytes are not known); every pull is asked of B's local API
@@ -29,8 +33,9 @@
 //      (POST /api/local/models, A's token from DIR/daemon.json), then the
 //      pull again: bytes in against the bytes of those models as A serves
 //      them (a get of their ids, envelope taken off).
-//   4. get: 20 gets of 1,000 ids each (spread over the store), one in flight,
-//      then 4 in flight: models/s and MB/s that A serves.
+//   4. get: once A and B are quiet, 10 untimed then 50 timed gets of 1,000
+//      ids each (spread over the store), one in flight, then 4 in flight:
+//      models/s and MB/s that A serves.
 // The machine is shared: a 2-thread probe before and after says how many
 // cores were free, so noisy figures can be read for what they are.
 // Correctness: B's summaries must say stored == N (then 0, then N/100),
@@ -52,7 +57,7 @@ import { getRequestXml } from '../src/protocol/envelope.js'
 import { formatVersion } from '../src/protocol/version.js'
 import { authorModel, stageModel, type StagedModel } from '../src/model/signed.js'
 import { postModel, type PostFields } from '../src/model/post/post.js'
-import { generateKeyPair, sign, verify, verifyAsync, type NodeKeyPair } from '../src/crypto/ed25519.js'
+import { generateKeyPair, sign, verify, verifyAsync, verifyOpenSsl, type NodeKeyPair } from '../src/crypto/ed25519.js'
 import { parseXml } from '../src/protocol/xml.js'
 import { DEFAULT_LIMITS, readGetAnswer } from '../src/protocol/envelope.js'
 import type { GlobalId } from '../src/protocol/id.js'
@@ -189,13 +194,14 @@ export async function seed(dataDir: string, n: number, onBatch?: (done: number) 
 
 // ---- baselines ----
 
-async function verifyAsyncRate(samples: Sample[], inFlight: number): Promise<number> {
+async function verifyAsyncRate(samples: Sample[], inFlight: number, check: typeof verifyAsync): Promise<number> {
+  if (samples[0] && !(await check(samples[0].key, samples[0].content, samples[0].sig))) throw new Error('baseline: a seeded signature does not verify') // untimed: starts dipd's worker
   let next = 0
   const t0 = performance.now()
   const worker = async () => {
     while (next < samples.length) {
       const s = samples[next++]!
-      if (!(await verifyAsync(s.key, s.content, s.sig))) throw new Error('baseline: a seeded signature does not verify')
+      if (!(await check(s.key, s.content, s.sig))) throw new Error('baseline: a seeded signature does not verify')
     }
   }
   await Promise.all(Array.from({ length: Math.min(inFlight, samples.length) }, worker))
@@ -498,14 +504,15 @@ export async function runPull(args: string[]): Promise<Record<string, unknown>> 
     const coresBefore = await coresAvailable(700)
     out(`pull: cores free for this bench right now: ${coresBefore} of 2\n`)
     out('pull: baselines (verify, parse)…\n')
-    const vAsync = await verifyAsyncRate(seeded.samples, inFlight)
+    const vDipd = await verifyAsyncRate(seeded.samples, inFlight, verifyAsync)
+    const vAsync = await verifyAsyncRate(seeded.samples, inFlight, verifyOpenSsl)
     const vSync = verifySyncRate(seeded.samples)
     const parse = parseRate(seeded.xml, defaultRegistry(), Math.min(20, Math.max(3, Math.ceil(n / 1000))))
     const signing = signRate(seeded.xml, Math.min(20, Math.max(3, Math.ceil(n / 1000))))
     seeded.samples.length = 0 // the baselines are done: let them go
-    // CPU the receiving side needs per post if it did only parse+stage (one core) and sync verify:
-    // with both cores busy, the best it could do.
-    const cpuUsPerPost = 1e6 / parse.all + 1e6 / vSync
+    // CPU the receiving side needs per post if it did only parse+stage (one core) and
+    // dipd's verify (its worker is one thread): with both cores busy, the best it could do.
+    const cpuUsPerPost = 1e6 / parse.all + 1e6 / vDipd
     const twoCoreCeiling = 2e6 / cpuUsPerPost
 
     const extraB = (argValue(args, 'node-args-b') ?? '').split(' ').filter((x) => x !== '')
@@ -590,8 +597,9 @@ export async function runPull(args: string[]): Promise<Record<string, unknown>> 
     await proxy?.close()
     await Promise.all([stopChild(a.child), stopChild(b.child)])
     // Last, on A's closed store: opening it earlier would change the store A serves from.
-    out('pull: the bare pipeline (bench/bare.ts) over the same models…\n')
-    const bare = await bareCeiling(join(dirA, 'store'))
+    out('pull: the bare pipeline (bench/bare.ts) over the same models, verifying with OpenSSL, then with dipd\'s verifier…\n')
+    const bare = await bareCeiling(join(dirA, 'store'), 'openssl')
+    const bareDipd = await bareCeiling(join(dirA, 'store'), 'dipd')
     const coresAfter = await coresAvailable(700)
 
     const postsPerS = n / (run.wallMs / 1000)
@@ -640,6 +648,7 @@ export async function runPull(args: string[]): Promise<Record<string, unknown>> 
       hwm_a_end_mb: hwmEnd[a.pid]!.hwmMb,
       hwm_b_end_mb: hwmEnd[b.pid]!.hwmMb,
       seed_rss_peak_mb: seeded.seedRssPeakMb,
+      verify_dipd_per_s: round(vDipd),
       verify_async_per_s: round(vAsync),
       verify_sync_per_s: round(vSync),
       verify_samples: Math.min(n, SAMPLE_CAP),
@@ -650,6 +659,7 @@ export async function runPull(args: string[]): Promise<Record<string, unknown>> 
       stage_only_models_per_s: round(parse.stage),
       two_core_cpu_ceiling_per_s: round(twoCoreCeiling),
       bare_pipeline: { posts_per_s: round(bare.postsPerS), ms: round(bare.ms), puller_cpu_us_per_post: round((1000 * bare.pullerCpuMs) / bare.stored) },
+      bare_pipeline_dipd_verifier: { posts_per_s: round(bareDipd.postsPerS), ms: round(bareDipd.ms), puller_cpu_us_per_post: round((1000 * bareDipd.pullerCpuMs) / bareDipd.stored) },
       pct_of_verify_ceiling: round((100 * postsPerS) / vAsync, 1),
       avg_content_bytes: round(seeded.avgContentBytes),
       avg_model_bytes: round(seeded.avgModelBytes),
@@ -733,12 +743,14 @@ export async function runPull(args: string[]): Promise<Record<string, unknown>> 
           ['peak RSS B (puller)', `${fmt(mem[b.pid]!.peakRssMb)} MB`, `target ≤ ${TARGET_RSS_MB}: ${mark(met.rss_b)}; VmHWM ${mem[b.pid]!.hwmMb ?? '?'} MB (${hwmEnd[b.pid]!.hwmMb ?? '?'} MB at the end of every step); mapped files ${fmt(mem[b.pid]!.fileMbAtPeak)} MB of it; anonymous peak ${fmt(mem[b.pid]!.peakAnonMb)} MB`],
           ['B after the pull: RSS', `${fmt(memB.rss)} MB`, `V8 heap ${fmt(memB.heapTotal)} MB (${fmt(memB.heapUsed)} used), external ${fmt(memB.external)} MB, the rest (LevelDB, code, malloc) ${fmt(memB.rss - memB.heapTotal - memB.external)} MB`],
           ['peak RSS of the seeding process', `${fmt(seeded.seedRssPeakMb)} MB`, `seeding took ${fmt(seeded.seedMs / 1000, 1)} s`],
-          ['baseline: verify async (all cores)', `${fmt(vAsync)} sig/s`, `${inFlight} in flight, ${fmt(Math.min(n, SAMPLE_CAP))} signatures; pull is ${fmt((100 * postsPerS) / vAsync, 1)}% of it`],
-          ['baseline: verify sync (one core)', `${fmt(vSync)} sig/s`],
+          ['baseline: verify, dipd (libsodium worker)', `${fmt(vDipd)} sig/s`, `${inFlight} in flight, ${fmt(Math.min(n, SAMPLE_CAP))} signatures, one worker thread; pull is ${fmt((100 * postsPerS) / vDipd, 1)}% of it`],
+          ['baseline: verify, OpenSSL async', `${fmt(vAsync)} sig/s`, `on the thread pool (all cores); pull is ${fmt((100 * postsPerS) / vAsync, 1)}% of it`],
+          ['baseline: verify, OpenSSL sync (one core)', `${fmt(vSync)} sig/s`],
           ['baseline: parse+stage (one core)', `${fmt(parse.all)} models/s`, `parseXml ${fmt(parse.parse)}/s, stageModel ${fmt(parse.stage)}/s`],
           ['response signing (A, PROTOCOL.md §8)', `${fmt(signing.usPerModel, 1)} µs/model`, `${fmt(signing.msPerAnswer, 2)} ms per get answer of ${signing.models} models (${fmt(signing.answerBytes / 1024)} KB): ${fmt((100 * signing.usPerModel * n) / 1000 / Math.max(1, cpuSum(cpuA)), 1)}% of A's CPU in this pull`],
           ['derived: 2-core CPU ceiling of B', `${fmt(twoCoreCeiling)} posts/s`, `(parse+stage+verify ${fmt(cpuUsPerPost)} µs/post over 2 cores)`],
-          ['baseline: bare pipeline (2 processes)', `${fmt(bare.postsPerS)} posts/s`, `answers served from memory unsigned; parse, verify, one put per model (bench/bare.ts); puller CPU ${fmt((1000 * bare.pullerCpuMs) / bare.stored)} µs/post; dipd's pull is ${fmt((100 * postsPerS) / bare.postsPerS, 1)}% of it (target ≥ ${TARGET_PCT_OF_BARE}%: ${mark(met.pct_of_bare)})`],
+          ['baseline: bare pipeline (2 processes)', `${fmt(bare.postsPerS)} posts/s`, `answers served from memory unsigned; parse, verify with OpenSSL on the thread pool, one put per model (bench/bare.ts); puller CPU ${fmt((1000 * bare.pullerCpuMs) / bare.stored)} µs/post; dipd's pull is ${fmt((100 * postsPerS) / bare.postsPerS, 1)}% of it (target ≥ ${TARGET_PCT_OF_BARE}%: ${mark(met.pct_of_bare)})`],
+          ['baseline: bare pipeline, dipd\'s verifier', `${fmt(bareDipd.postsPerS)} posts/s`, `the same with libsodium in a worker; puller CPU ${fmt((1000 * bareDipd.pullerCpuMs) / bareDipd.stored)} µs/post; dipd's pull is ${fmt((100 * postsPerS) / bareDipd.postsPerS, 1)}% of it`],
           ['context: cores free (2-thread probe)', `${coresBefore} / ${coresAfter}`, 'before / after; below 2 = other work on the machine'],
           ['check: stored / rejected / on B', `${s.stored} / ${rejected} / ${held}`, `listed ${s.listed}, fetched ${s.fetched}, missing ${s.missing}`],
         ]) +
