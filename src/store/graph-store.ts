@@ -256,10 +256,13 @@ export class GraphStore {
       // A function is asked inside the writer lock, so that checkpoints follow commit order.
       const cp = typeof checkpoint === 'function' ? checkpoint() : checkpoint
       const ids = [...new Set(models.map((m) => m.idText))]
-      // Current versions, and which ids are dangling link targets (D!), in one read.
-      const read = await this.#getMany([...ids.map((i) => `I!${i}`), ...ids.map((i) => `D!${i}`)])
+      const idSet = new Set(ids)
+      const linked = [...new Set(models.flatMap((m) => m.meta.links.map((l: Link) => l.target)))].filter((t) => !idSet.has(t))
+      // In one read: current versions, which ids are dangling link targets (D!), and which link targets are held.
+      const read = await this.#getMany([...ids.map((i) => `I!${i}`), ...ids.map((i) => `D!${i}`), ...linked.map(heldKey)])
       const currentJson = read.slice(0, ids.length)
       const dangling = new Set(ids.filter((_, n) => read[ids.length + n] !== undefined))
+      const linkedHeld = new Set(linked.filter((_, n) => read[2 * ids.length + n] !== undefined))
       const current = new Map<string, Row>()
       ids.forEach((id, n) => {
         const j = currentJson[n]
@@ -309,12 +312,8 @@ export class GraphStore {
         statuses.push('stored')
       }
       // Edges to targets not held yet are remembered; they resolve when the target arrives.
-      const targets = [...newTargets].filter((t) => !storedIds.has(t))
-      if (targets.length > 0) {
-        const held = await this.#db.getMany(targets.map((t) => (t.startsWith('sha256:') ? `BM!${t}` : `I!${t}`)))
-        targets.forEach((t, n) => {
-          if (held[n] === undefined) ops.push({ type: 'put', key: `D!${t}`, value: '' })
-        })
+      for (const t of newTargets) {
+        if (!storedIds.has(t) && !(idSet.has(t) ? current.has(t) : linkedHeld.has(t))) ops.push({ type: 'put', key: `D!${t}`, value: '' })
       }
       if (cp) ops.push({ type: 'put', key: `C!${cp.name}`, value: cp.cursor })
       if (seq !== this.#lastSeq) ops.push({ type: 'put', key: 'X!seq', value: String(seq) })
@@ -550,6 +549,9 @@ export class GraphStore {
 }
 
 /** Rows for a model's verified inline attachment bytes (checked by Ingest against the signed hash and size). */
+/** The row that says a link target is held: its current version (an id) or its mimetype (a blob hash). */
+const heldKey = (target: string) => (target.startsWith('sha256:') ? `BM!${target}` : `I!${target}`)
+
 function blobOps(m: StagedModel, ops: AbstractBatchOperation<Db, string, string>[], held: Set<string>): void {
   for (const [hash, bytes] of m.attachmentData) {
     const a = m.meta.attachments.find((x) => x.hash === hash)

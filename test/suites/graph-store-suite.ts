@@ -127,6 +127,26 @@ export function runGraphStoreSuite(name: string, open: () => Promise<StoreHandle
     assert.deepEqual(thread.rows.map((r) => r.i), [reply.idText, op.idText])
   })
 
+  withStore('one commit: link targets in the batch, held before (even sent again) or held as blobs do not dangle; others do', async (store) => {
+    const bytes = Buffer.from('a blob')
+    const hash = 'sha256:' + createHash('sha256').update(bytes).digest('hex')
+    const att = [{ hash, mimetype: 'text/plain', name: 'a.txt', size: bytes.length }]
+    const held = makePost(alice, { localId: 1 })
+    await store.commit([held, { ...makePost(alice, { localId: 2, attachments: att }), attachmentData: new Map([[hash, bytes]]) }])
+    const op = makePost(bob, { localId: 1 })
+    const missing = makePost(alice, { localId: 99 }).idText
+    const batch = [
+      makePost(bob, { localId: 2, thread: op.idText }), // its thread comes later in the same batch
+      op,
+      makePost(bob, { localId: 3, thread: held.idText }), // held before
+      held, // sent again: a duplicate, still held
+      makePost(bob, { localId: 4, text: `see [post]${held.idText}[/post]`, attachments: att }), // a held blob
+      makePost(bob, { localId: 5, text: `see [post]${missing}[/post]` }), // not held anywhere
+    ]
+    assert.deepEqual(await store.commit(batch), ['stored', 'stored', 'stored', 'duplicate', 'stored', 'stored'])
+    assert.deepEqual(await store.dangling(), [missing])
+  })
+
   withStore('attachments: bytes stored with the model, served by hash', async (store) => {
     const bytes = Buffer.from('not really a png')
     const hash = 'sha256:' + createHash('sha256').update(bytes).digest('hex')
