@@ -8,7 +8,8 @@
 // pool, so the answer is always OpenSSL's (PROTOCOL.md §4: "as OpenSSL
 // verifies"). libsodium is the stricter of the two (it also refuses keys and
 // R of small order), so its yes is OpenSSL's yes; tests check both ways.
-// Without the worker (it failed to start or died) every check is OpenSSL's.
+// Messages over 64 KB (whole answers) go to OpenSSL directly. Without the
+// worker (it failed to start or died) every check is OpenSSL's.
 // Portable path: @noble/ed25519 with RFC 8032 strict checks (zip215: false),
 // cross-checked against the built-in one in tests.
 import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, sign as nodeSign, verify as nodeVerify, type KeyObject } from 'node:crypto'
