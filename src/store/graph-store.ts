@@ -548,10 +548,10 @@ export class GraphStore {
   }
 }
 
-/** Rows for a model's verified inline attachment bytes (checked by Ingest against the signed hash and size). */
 /** The row that says a link target is held: its current version (an id) or its mimetype (a blob hash). */
 const heldKey = (target: string) => (target.startsWith('sha256:') ? `BM!${target}` : `I!${target}`)
 
+/** Rows for a model's verified inline attachment bytes (checked by Ingest against the signed hash and size). */
 function blobOps(m: StagedModel, ops: AbstractBatchOperation<Db, string, string>[], held: Set<string>): void {
   for (const [hash, bytes] of m.attachmentData) {
     const a = m.meta.attachments.find((x) => x.hash === hash)
