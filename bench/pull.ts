@@ -733,7 +733,7 @@ export async function runPull(args: string[]): Promise<Record<string, unknown>> 
         table(`pull: B pulls ${fmt(n)} signed posts (~${fmt(seeded.avgContentBytes)} B content) from A over loopback`, [
           ['pull throughput', `${fmt(postsPerS)} posts/s`, `target ≥ ${fmt(TARGET_POSTS_PER_S)}: ${mark(met.posts_per_s)}`],
           ['pull total', `${fmt(run.wallMs / 1000, 2)} s`, `B's own figure ${fmt(s.ms / 1000, 2)} s${proxy ? ' (through the counting proxy)' : ''}`],
-          ['B: time in stages (summed over batches)', `${fmt(s.stages.getMs / 1000, 2)} s in gets`, `list ${fmt(s.stages.listMs)} ms; get ${fmt(s.stages.getMs)} ms (request to parsed, staging ${fmt(s.stages.stageMs)} ms of it); checks ${fmt(s.stages.verifyMs)} ms; commits ${fmt(s.stages.commitMs)} ms (overlapping: 4 gets in flight)`],
+          ['B: time in stages (summed over batches)', `${fmt(s.stages.getMs / 1000, 2)} s in gets`, `list ${fmt(s.stages.listMs)} ms; get ${fmt(s.stages.getMs)} ms (request to parsed, staging ${fmt(s.stages.stageMs)} ms of it); checks ${fmt(s.stages.verifyMs)} ms; commits ${fmt(s.stages.commitMs)} ms (overlapping: several gets in flight)`],
           ['bytes moved (get+list answers)', `${fmt(s.bytesIn / 1e6, 1)} MB`, `${fmt(s.bytesIn / 1e6 / (run.wallMs / 1000), 1)} MB/s, ${s.requests} requests${proxy ? `; ${wireText(wInitial)}` : ''}`],
           ['CPU s during pull, B (puller)', `${fmt(cpuSum(cpuB) / 1000, 2)} s`, `${cpuText(cpuB)}; main thread busy ${fmt((100 * (cpuB.main ?? 0)) / run.wallMs)}% of wall`],
           ['CPU s during pull, A (server)', `${fmt(cpuSum(cpuA) / 1000, 2)} s`, `${cpuText(cpuA)}`],
