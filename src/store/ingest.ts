@@ -1,6 +1,6 @@
 // Verify before you write: every model that enters the store (put, pull,
-// local authoring) passes here. Signatures are checked concurrently on the
-// thread pool; the survivors are committed in one batch with the caller's
+// local authoring) passes here. Signatures are checked concurrently, off the
+// main thread (verifyAsync); the survivors are committed in one batch with the caller's
 // checkpoint, and each model gets its row: stored, duplicate or rejected.
 import type { RowCode } from '../errors.js'
 import { checkAttachments, verifySignatures, type Rejection, type StagedModel } from '../model/signed.js'

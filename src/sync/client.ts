@@ -5,8 +5,9 @@
 // (an answer not signed as PROTOCOL.md §8 says) and DIP_PEER_KEY_CHANGED
 // (signed by another key than the one this client holds the peer to).
 //
-// Every answer's signature is checked before its body is read: nothing a
-// peer says counts unless its node key vouches for the exact bytes.
+// Every answer's signature is checked, off the main thread while the body is
+// parsed: nothing a peer says counts unless its node key vouches for the
+// exact bytes.
 import { Agent, request } from 'undici'
 import { DipError, isWireCode, WIRE_CODES } from '../errors.js'
 import { verifyAsync } from '../crypto/ed25519.js'
@@ -130,7 +131,7 @@ export class DipClient {
     return { status: res.statusCode, headers: res.headers, body: signed.subarray(RESPONSE_PREFIX.length), signed }
   }
 
-  /** PROTOCOL.md §8: DIP-Node-Key and DIP-Signature over "dip-response:" + body, checked on the thread pool. Returns the key. */
+  /** PROTOCOL.md §8: DIP-Node-Key and DIP-Signature over "dip-response:" + body, checked off the main thread (verifyAsync). Returns the key. */
   async #checkSignature({ headers, signed }: Received): Promise<string> {
     const nodeKey = headers['dip-node-key']
     const sig = headers['dip-signature']
@@ -182,7 +183,7 @@ export class DipClient {
   /**
    * POSTs a DIP request to /api/sync/<type>/ and returns the parsed answer
    * (any status). `take` sees elements as they are parsed (parseXml), while
-   * the answer's signature is checked on the thread pool; what it took
+   * the answer's signature is checked off the main thread; what it took
    * counts only once this returns.
    */
   async call(type: string, xml: string, headers?: Record<string, string | undefined>, take?: Take): Promise<Answer> {
