@@ -310,10 +310,10 @@ export async function settle(pids: number[], opts: { windowMs?: number; idleCore
   return { ms: round(performance.now() - t0), quiet: false }
 }
 
-/** CPU ms per thread between two snapshots, largest first: `[tid, ms]` (main thread tid = pid). */
+/** CPU ms per thread between two snapshots, largest first: `["tid name", ms]` (the main thread is named main). */
 export function threadDeltas(before: Map<string, { comm: string; ms: number }>, after: Map<string, { comm: string; ms: number }>): [string, number][] {
   return [...after]
-    .map(([tid, a]): [string, number] => [tid, a.ms - (before.get(tid)?.ms ?? 0)])
+    .map(([tid, a]): [string, number] => [`${tid} ${a.comm}`, a.ms - (before.get(tid)?.ms ?? 0)])
     .filter(([, ms]) => ms > 0)
     .sort((x, y) => y[1] - x[1])
 }

@@ -537,10 +537,12 @@ export async function runPull(args: string[]): Promise<Record<string, unknown>> 
     }
 
     // 1. the initial pull
+    // A opens a store the seeding process just wrote: LevelDB may still be compacting it.
+    const calm = await settle([a.pid, b.pid])
     const rss = sampleRss([a.pid, b.pid], 100)
     const cpu0 = [threadCpu(a.pid), threadCpu(b.pid)] as const
     const w0 = wire()
-    out(`pull: B pulls from A (${a.url}${proxy ? `, through the counting proxy ${proxy.url}` : ''})…\n`)
+    out(`pull: B pulls from A (${a.url}${proxy ? `, through the counting proxy ${proxy.url}` : ''}; after ${fmt(calm.ms)} ms for A and B to go quiet${calm.quiet ? '' : ': they did not'})…\n`)
     const run = await withStderr(() => pullOverLocalApi(b, from, n))
     const w1 = wire()
     const cpu1 = [threadCpu(a.pid), threadCpu(b.pid)] as const

@@ -185,7 +185,7 @@ class EventStream {
         const rows = await store.log(this.#cursor, EVENT_BATCH)
         if (this.#stopped) break
         const fresh = rows.filter((r) => r.s > this.#cursor && r.s <= high)
-        const xml = fresh.length > 0 ? await store.modelXml(fresh.map((r) => r.h)) : []
+        const xml = fresh.length > 0 ? await store.modelXml(fresh) : []
         for (let n = 0; n < fresh.length && !this.#stopped; n++) {
           const row = fresh[n]!
           const x = xml[n]

@@ -1,12 +1,12 @@
-// The graph store: models content-addressed in an ordered key-value store
+// The graph store: the model graph in an ordered key-value store
 // (LevelDB through `level`, or `memory-level` as the in-memory twin; both
 // are abstract-level databases, so one implementation serves both and the
 // shared suite in test/suites/ runs against each).
 //
 // Key layout (UTF-8 keys; SEQ is the store-order number as 16 hex digits;
 // \0 separates free-text parts, which XML text can never contain):
-//   M!<hash>                         model XML as served (canonical content + signatures)
-//   I!<id>                           current version of an id: Row (JSON)
+//   V!<SEQ>                          model XML as served (canonical content + signatures) of the version stored at SEQ
+//   I!<id>                           current version of an id: Row (JSON; its content hash, SEQ, …)
 //   S!<SEQ>                          store order: the id whose current version was stored at SEQ
 //   F!<facet>!<value>\0<SEQ>         facet index (tag, thread): id
 //   K!<key>!<SEQ>                    sender-key index: id
@@ -23,6 +23,13 @@
 // Every commit writes models, index rows, edges and an optional checkpoint
 // in one atomic batch, decided under one writer lock: a crash leaves all of
 // a batch or none of it.
+//
+// Versions are addressed by content hash (rows, lists, wanted, dedup), but
+// their bytes are keyed by store order: appended in order, they cost
+// LevelDB's compaction little (keyed by hash, the largest values landed at
+// random and were rewritten at every level: a third of a bulk pull's CPU).
+// Stores written before 2026-11-23 kept them under M!<hash>; opening one
+// moves them (migrateModelKeys), a batch at a time, so a crash loses nothing.
 import { randomBytes } from 'node:crypto'
 import type { AbstractBatchOperation, AbstractLevel } from 'abstract-level'
 import { Level } from 'level'
@@ -153,12 +160,44 @@ function edgeKeys(r: Row): string[] {
   return keys
 }
 
+const modelKey = (r: { s: number }) => `V!${seqKey(r.s)}`
+
 /**
  * Every entry of one stored version but its I! row: model, indexes, edges
  * (and the U! row stores written before 2026-11 kept, which nothing read).
  */
 function versionDeletes(r: Row): AbstractBatchOperation<Db, string, string>[] {
-  return [`M!${r.h}`, `U!${r.u}!${r.i}`, ...indexKeys(r), ...edgeKeys(r)].map((key) => ({ type: 'del' as const, key }))
+  return [modelKey(r), `U!${r.u}!${r.i}`, ...indexKeys(r), ...edgeKeys(r)].map((key) => ({ type: 'del' as const, key }))
+}
+
+/** Key layouts: 1 kept model bytes under M!<hash>, 2 under V!<SEQ>. */
+const LAYOUT = '2'
+
+/**
+ * Moves the model bytes of a layout-1 store to V!<SEQ>, the current rows'
+ * a batch at a time (each batch puts the new key and drops the old one, so
+ * a crash midway leaves every model readable under one of them, and the
+ * next open goes on). Bytes under M! that no row names stay where they are.
+ */
+async function migrateModelKeys(db: Db): Promise<void> {
+  const it = db.iterator({ gt: 'I!', lt: 'I"' })
+  try {
+    for (;;) {
+      const entries = await it.nextv(1000)
+      if (entries.length === 0) break
+      const rows = entries.map(([, json]) => JSON.parse(json) as Row)
+      const xml = await db.getMany(rows.map((r) => `M!${r.h}`))
+      const ops: AbstractBatchOperation<Db, string, string>[] = []
+      rows.forEach((r, n) => {
+        const x = xml[n]
+        if (x !== undefined) ops.push({ type: 'put', key: modelKey(r), value: x }, { type: 'del', key: `M!${r.h}` })
+      })
+      if (ops.length > 0) await db.batch(ops)
+    }
+  } finally {
+    await it.close()
+  }
+  await db.put('X!layout', LAYOUT)
 }
 
 export class GraphStore {
@@ -198,8 +237,12 @@ export class GraphStore {
 
   static async #init(db: Db): Promise<GraphStore> {
     const store = new GraphStore(db)
-    const [seq, id] = await db.getMany(['X!seq', 'X!store-id'])
+    const [seq, id, layout] = await db.getMany(['X!seq', 'X!store-id', 'X!layout'])
     store.#lastSeq = seq === undefined ? 0 : Number(seq)
+    if (layout === undefined) {
+      if (seq === undefined) await db.put('X!layout', LAYOUT)
+      else await migrateModelKeys(db)
+    } else if (layout !== LAYOUT) throw new DipError('DIP_DATA_INVALID', `the store's key layout ${layout} is newer than this dipd (${LAYOUT})`)
     if (id === undefined) {
       store.#storeId = randomBytes(8).toString('hex')
       await db.put('X!store-id', store.#storeId)
@@ -301,7 +344,7 @@ export class GraphStore {
         }
         if (old) ops.push(...versionDeletes(old))
         // The row lives once, under I!; index entries name the id (half the bytes written).
-        ops.push({ type: 'put', key: `M!${m.hash}`, value: m.xml }, { type: 'put', key: `I!${m.idText}`, value: JSON.stringify(row) })
+        ops.push({ type: 'put', key: modelKey(row), value: m.xml }, { type: 'put', key: `I!${m.idText}`, value: JSON.stringify(row) })
         for (const k of indexKeys(row)) ops.push({ type: 'put', key: k, value: m.idText })
         for (const k of edgeKeys(row)) ops.push({ type: 'put', key: k, value: '' })
         for (const l of m.meta.links) newTargets.add(l.target)
@@ -365,9 +408,9 @@ export class GraphStore {
     return json.map((j) => (j === undefined ? undefined : (JSON.parse(j) as Row)))
   }
 
-  /** Model XML by content hash. */
-  async modelXml(hashes: string[]): Promise<(string | undefined)[]> {
-    return this.#getMany(hashes.map((h) => `M!${h}`))
+  /** Model XML of versions by their rows (undefined for a version replaced or removed since). */
+  async modelXml(rows: Pick<Row, 's'>[]): Promise<(string | undefined)[]> {
+    return this.#getMany(rows.map(modelKey))
   }
 
   /** Current model XML of ids, in order, omitting ids not held. */
@@ -385,7 +428,7 @@ export class GraphStore {
     const size = partSize(ids.length)
     const part = async (from: number) => {
       const held = (await this.rows(ids.slice(from, from + size))).filter((r): r is Row => r !== undefined)
-      const xml = await this.#getMany<V>(held.map((r) => `M!${r.h}`), buffers)
+      const xml = await this.#getMany<V>(held.map(modelKey), buffers)
       const out: { row: Row; xml: V }[] = []
       held.forEach((row, n) => {
         if (xml[n] !== undefined) out.push({ row, xml: xml[n]! })

@@ -247,7 +247,7 @@ export class Replicator {
     const q = queryOf(p.rec.filter)
     const pinnedKey = p.rec.key
     const send = rows.filter((r) => rowMatches(r, q) && r.o !== p.rec.url && !(pinnedKey !== undefined && r.o === pinnedKey))
-    const xml = await store.modelXml(send.map((r) => r.h))
+    const xml = await store.modelXml(send)
     const chosen = new Map(send.map((r, n) => [r, xml[n]]))
     // Walk the log in order; stop before a put would grow past PUT_MAX_BYTES (attachments travel inline).
     const models: string[] = []

@@ -454,7 +454,7 @@ describe('the event feed on a memory store', () => {
           return off()
         }
       },
-      modelXml: (hashes) => store.modelXml(hashes),
+      modelXml: (rows) => store.modelXml(rows),
       getModels: (ids) => store.getModels(ids),
     }
     app = Fastify()

@@ -1,6 +1,7 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import fc from 'fast-check'
+import { Level } from 'level'
 import { GraphStore } from '../../src/store/graph-store.js'
 import { runGraphStoreSuite } from '../suites/graph-store-suite.js'
 import { tempDir } from '../helpers.js'
@@ -75,6 +76,50 @@ test('property: LevelDB and memory stores agree on random commit sequences, and 
       }),
       { numRuns: 25 },
     )
+  } finally {
+    await dir.remove()
+  }
+})
+
+test('leveldb: a store written with model bytes under M!<hash> (before 2026-11-23) is moved to V!<SEQ> on open, also after a crash midway', async () => {
+  const dir = await tempDir()
+  const key = generateKeyPair()
+  const posts = Array.from({ length: 1205 }, (_, i) => makePost(key, { localId: i + 1 }))
+  const edited = makePost(key, { localId: 7, title: 'edited', updateTime: '2030-01-01T00:00:00Z' })
+  const seqKey = (s: number) => s.toString(16).padStart(16, '0')
+  try {
+    const a = await GraphStore.openLevel(dir.path)
+    await a.commit(posts)
+    await a.commit([edited])
+    await a.close()
+    // Rewrite it in the old layout; the first 300 rows as if a migration had moved them and then crashed.
+    const raw = new Level<string, string>(dir.path, { keyEncoding: 'utf8', valueEncoding: 'utf8' })
+    await raw.open()
+    const rows: { h: string; s: number }[] = []
+    for await (const [, json] of raw.iterator({ gt: 'I!', lt: 'I"' })) rows.push(JSON.parse(json) as { h: string; s: number })
+    assert.equal(rows.length, 1205)
+    const ops: { type: 'put' | 'del'; key: string; value?: string }[] = [{ type: 'del', key: 'X!layout' }]
+    for (const r of rows.slice(300)) {
+      const xml = await raw.get(`V!${seqKey(r.s)}`)
+      assert.ok(xml !== undefined)
+      ops.push({ type: 'put', key: `M!${r.h}`, value: xml }, { type: 'del', key: `V!${seqKey(r.s)}` })
+    }
+    await raw.batch(ops as never)
+    await raw.close()
+
+    const b = await GraphStore.openLevel(dir.path)
+    const got = await b.getModels(posts.map((p) => p.idText))
+    const expected = posts.map((p) => (p.idText === edited.idText ? edited.xml : p.xml))
+    assert.deepEqual(got.map((g) => g.xml), expected, 'every current version reads back, moved or not')
+    assert.deepEqual(await b.commit([makePost(key, { localId: 9, title: 'edited too', updateTime: '2030-01-01T00:00:00Z' })]), ['stored'])
+    await b.close()
+    const after = new Level<string, string>(dir.path, { keyEncoding: 'utf8', valueEncoding: 'utf8' })
+    await after.open()
+    assert.deepEqual(await after.keys({ gte: 'M!', lt: 'M"' }).all(), [], 'nothing left under M!')
+    assert.equal(await after.get('X!layout'), '2')
+    await after.put('X!layout', '3')
+    await after.close()
+    await assert.rejects(GraphStore.openLevel(dir.path), { code: 'DIP_DATA_INVALID' })
   } finally {
     await dir.remove()
   }
