@@ -165,7 +165,7 @@ export function stageModel(el: XmlElement, registry: ModelRegistry, limits: Mode
  * PROTOCOL.md §4 rules: every ed25519 signature verifies (duplicates too),
  * at least one is by the id's key; unknown types are ignored but kept.
  */
-export async function verifySignatures(m: StagedModel): Promise<Rejection | undefined> {
+export function verifySignatures(m: StagedModel): Promise<Rejection | undefined> {
   let byAuthor = false
   const checks: Promise<boolean>[] = []
   for (const s of m.signatures) {
@@ -173,10 +173,11 @@ export async function verifySignatures(m: StagedModel): Promise<Rejection | unde
     if (s.key === m.id.key) byAuthor = true
     checks.push(verifyAsync(s.key, m.contentBytes, Buffer.from(s.value, 'hex')))
   }
-  if (!byAuthor) return { code: 'DIP_SIGNATURE_INVALID', message: 'no signature by the key in the id', id: m.id }
-  const results = await Promise.all(checks)
-  if (results.some((r) => !r)) return { code: 'DIP_SIGNATURE_INVALID', message: 'a signature does not verify', id: m.id }
-  return undefined
+  if (!byAuthor) return Promise.resolve({ code: 'DIP_SIGNATURE_INVALID', message: 'no signature by the key in the id', id: m.id })
+  const verdict = (good: boolean): Rejection | undefined => (good ? undefined : { code: 'DIP_SIGNATURE_INVALID', message: 'a signature does not verify', id: m.id })
+  // Most models carry one signature: no Promise.all for it (the bulk path makes one per model).
+  if (checks.length === 1) return checks[0]!.then(verdict)
+  return Promise.all(checks).then((results) => verdict(results.every((r) => r)))
 }
 
 /** Inline attachment bytes must match a signed attachment's hash and size. */

@@ -147,6 +147,9 @@ const isWs = (c: number) => c === 0x20 || c === 0x0a || c === 0x09 || c === 0x0d
  */
 export type Take = (el: XmlElement, parent: XmlElement, depth: number) => boolean
 
+/** Element and attribute names seen last, by first character and length (see name() in parseDocument). */
+const names: (string | undefined)[] = new Array(128 * 25)
+
 /** The tree of a document whose characters are already checked and whose line ends are normalised. */
 function parseDocument(s: string, take: Take | undefined): XmlElement {
   const n = s.length
@@ -164,10 +167,19 @@ function parseDocument(s: string, take: Take | undefined): XmlElement {
   const name = (at: number): string => {
     // ASCII names ended by an ASCII character that cannot continue a name: no regex.
     let k = at
-    if (NAME_CHAR[s.charCodeAt(k)] === 2) {
+    const first = s.charCodeAt(k)
+    if (NAME_CHAR[first] === 2) {
       let c = s.charCodeAt(++k)
       while (NAME_CHAR[c]) c = s.charCodeAt(++k)
-      if (c < 0x80 && c !== 0x3a) return s.slice(at, k)
+      if (c < 0x80 && c !== 0x3a) {
+        // The same few names recur (a short slice is a copy): the last one seen per first character and length is reused.
+        const len = k - at
+        if (len > 24) return s.slice(at, k)
+        const slot = first * 25 + len
+        const seen = names[slot]
+        if (seen !== undefined && s.startsWith(seen, at)) return seen
+        return (names[slot] = s.slice(at, k))
+      }
     }
     NAME_RE.lastIndex = at
     const m = NAME_RE.exec(s)

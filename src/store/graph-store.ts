@@ -146,8 +146,9 @@ export function newerThan(a: { u: string; h: string }, b: { u: string; h: string
 }
 
 function indexKeys(r: Row): string[] {
-  const keys = [`S!${seqKey(r.s)}`, `K!${r.k}!${seqKey(r.s)}`]
-  for (const [facet, values] of Object.entries(r.f)) for (const v of values) keys.push(`F!${facet}!${v}\0${seqKey(r.s)}`)
+  const seq = seqKey(r.s)
+  const keys = [`S!${seq}`, `K!${r.k}!${seq}`]
+  for (const [facet, values] of Object.entries(r.f)) for (const v of values) keys.push(`F!${facet}!${v}\0${seq}`)
   return keys
 }
 

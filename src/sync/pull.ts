@@ -301,7 +301,8 @@ export async function pull(deps: PullDeps, options: PullOptions): Promise<PullSu
     const rows = answer.value.rows.filter((r) => r.name === modelName)
     s.listed += rows.length
     // Held versions, and banned senders (ingest would refuse them anyway), are not fetched.
-    const fresh = rows.filter((r) => !deps.ingest.banned.has(r.id.split('::')[1]!))
+    const banned = deps.ingest.banned
+    const fresh = banned.size === 0 ? rows : rows.filter((r) => !banned.has(r.id.split('::')[1]!))
     const wanted = new Set((await deps.store.wanted(fresh.map((r) => ({ id: r.id, hash: r.hash, timeKey: r.updateTimeKey })))).map((w) => w.hash))
     const todo = fresh.filter((r) => wanted.has(r.hash))
     s.skipped += rows.length - todo.length
