@@ -6,7 +6,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { DipError, type Result } from '../errors.js'
 import { formatId } from '../protocol/id.js'
-import { listXml, parsePing, parseRequest, putXml, REQUEST_TYPES, type Limits, type PutRow, type RequestType, type Speaks, type ListRequest, type GetRequest, type PutRequest } from '../protocol/envelope.js'
+import { listXml, parsePing, parseRequest, putXml, REQUEST_TYPES, RESPONSE_PREFIX, type Limits, type PutRow, type RequestType, type Speaks, type ListRequest, type GetRequest, type PutRequest } from '../protocol/envelope.js'
 import { parseXml } from '../protocol/xml.js'
 import { stageModel, type StagedModel } from '../model/signed.js'
 import type { ModelRegistry } from '../model/registry.js'
@@ -65,7 +65,8 @@ export function registerSyncRoutes(app: FastifyInstance, deps: SyncDeps): void {
     return listXml(rows, last ? store.cursor(last.s) : echo, page.more)
   }
 
-  // Get answers are assembled from the stored bytes (no decode, no string building, no encode).
+  // Get answers are assembled from the stored bytes (no decode, no string
+  // building, no encode), right after the signature's prefix (app.ts signs them in place).
   const GET_HEAD = Buffer.from('<response><status>success</status><models>')
   const GET_TAIL = Buffer.from('</models></response>')
   async function get(req: GetRequest): Promise<Buffer> {
@@ -75,13 +76,13 @@ export function registerSyncRoutes(app: FastifyInstance, deps: SyncDeps): void {
       const held = new Set(found.map((f) => f.row.i))
       if ((await deps.fetchOnMiss(req.modelName, ids.filter((i) => !held.has(i)))) > 0) found = await store.getModelBytes(ids)
     }
-    const parts: Buffer[] = [GET_HEAD]
+    const parts: Buffer[] = [RESPONSE_PREFIX, GET_HEAD]
     for (const { row, xml } of found) {
       if (row.n !== req.modelName) continue
       parts.push(hasAttachments(row) ? Buffer.from(await servedModelXml(store, row, xml.toString('utf8')), 'utf8') : xml)
     }
     parts.push(GET_TAIL)
-    return Buffer.concat(parts)
+    return Buffer.concat(parts).subarray(RESPONSE_PREFIX.length)
   }
 
   async function put(req: PutRequest, origin: string | undefined): Promise<string> {

@@ -186,6 +186,9 @@ export function parsePing(root: XmlElement): Result<{ from: string }> {
 
 export const PING_VERSION: Version = { major: 1, minor: 0 }
 
+/** PROTOCOL.md §8: an answer's signature is over these bytes followed by the exact body. */
+export const RESPONSE_PREFIX = Buffer.from('dip-response:')
+
 export function pingRequestXml(from: string): string {
   return `<request type="ping" version="${formatVersion(PING_VERSION)}"><from>${escapeText(from)}</from></request>`
 }

@@ -12,7 +12,7 @@ import { Agent, request } from 'undici'
 import { DipError, isWireCode, WIRE_CODES } from '../errors.js'
 import { verifyAsync } from '../crypto/ed25519.js'
 import { keyHex } from '../trust/chain.js'
-import { readResponseHead, type ResponseHead } from '../protocol/envelope.js'
+import { readResponseHead, RESPONSE_PREFIX, type ResponseHead } from '../protocol/envelope.js'
 import { parseXml, type Take, type XmlElement } from '../protocol/xml.js'
 
 export interface ClientOptions {
@@ -29,7 +29,6 @@ export interface Answer {
 }
 
 const agent = new Agent({ keepAliveTimeout: 10_000, connections: 16 })
-const RESPONSE_PREFIX = Buffer.from('dip-response:')
 const RETRIES = 4
 
 /** An answer as received: `body`, and the bytes its signature covers ("dip-response:" + body, one buffer). */

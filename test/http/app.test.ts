@@ -7,7 +7,8 @@ import { Readable } from 'node:stream'
 import type { FastifyInstance } from 'fastify'
 import { request } from 'undici'
 import { NodeIdentity } from '../../src/trust/identity.js'
-import { buildApp } from '../../src/http/app.js'
+import { buildApp, responseSignature } from '../../src/http/app.js'
+import { verify } from '../../src/crypto/ed25519.js'
 import { GraphStore } from '../../src/store/graph-store.js'
 import { Ingest } from '../../src/store/ingest.js'
 import { getRequestXml, listRequestXml, putRequestXml, readGetAnswer, readListAnswer, readPutAnswer, readResponseHead } from '../../src/protocol/envelope.js'
@@ -233,4 +234,18 @@ test('every sync answer and the manifest are signed over "dip-response:" + body;
   await blob.body.dump()
   assert.equal(blob.statusCode, 404)
   assert.equal(blob.headers['dip-signature'], undefined)
+})
+
+test('responseSignature: a body built right after "dip-response:" in one buffer is signed in place, with the same signature as a copy', async () => {
+  const pair = generateKeyPair()
+  const identity = new NodeIdentity({ current: pair })
+  const body = Buffer.from('<response><status>success</status><models></models></response>')
+  const plain = responseSignature(identity, Buffer.from(body))
+  const prefix = Buffer.from('dip-response:')
+  const inPlace = Buffer.concat([prefix, body]).subarray(prefix.length)
+  const afterOther = Buffer.concat([Buffer.from('dip-respons_:'), body]).subarray(prefix.length)
+  const atStart = Buffer.concat([body, prefix]).subarray(0, body.length)
+  for (const b of [inPlace, afterOther, atStart]) assert.deepEqual(responseSignature(identity, b), plain)
+  assert.ok(verify(pair.publicKeyHex, Buffer.concat([prefix, body]), Buffer.from(plain['DIP-Signature']!, 'hex')))
+  assert.ok(!verify(pair.publicKeyHex, body, Buffer.from(plain['DIP-Signature']!, 'hex')), 'the prefix is part of what is signed')
 })
