@@ -5,7 +5,8 @@
 //
 // Key layout (UTF-8 keys; SEQ is the store-order number as 16 hex digits;
 // \0 separates free-text parts, which XML text can never contain):
-//   V!<SEQ>                          model XML as served (canonical content + signatures) of the version stored at SEQ
+//   V!<SEQ>                          model XML as served (canonical content + signatures) of the version stored at SEQ;
+//                                    in the values store (below)
 //   I!<id>                           current version of an id: Row (JSON; its content hash, SEQ, …)
 //   S!<SEQ>                          store order: the id whose current version was stored at SEQ
 //   F!<facet>!<value>\0<SEQ>         facet index (tag, thread): id
@@ -19,19 +20,30 @@
 //   Q!<base URL>                     a push peer's outbox: the store-order position it acknowledged (JSON)
 //   N!<key>                          a banned sender key
 //   X!seq X!store-id X!local-id      counters and the store's own id
+//   X!layout                         the key layout (LAYOUT)
 //
-// Every commit writes models, index rows, edges and an optional checkpoint
-// in one atomic batch, decided under one writer lock: a crash leaves all of
-// a batch or none of it.
+// Every commit writes rows, indexes, edges and an optional checkpoint in one
+// atomic batch, decided under one writer lock: a crash leaves all of a batch
+// or none of it.
 //
-// Versions are addressed by content hash (rows, lists, wanted, dedup), but
-// their bytes are keyed by store order: appended in order, they cost
-// LevelDB's compaction little (keyed by hash, the largest values landed at
-// random and were rewritten at every level: a third of a bulk pull's CPU).
-// Stores written before 2026-11-23 kept them under M!<hash>; opening one
-// moves them (migrateModelKeys), a batch at a time, so a crash loses nothing.
+// The values store: versions are addressed by content hash (rows, lists,
+// wanted, dedup), but their bytes are kept by store order in a LevelDB of
+// their own (DIR/values inside the store's folder). Appended in order there,
+// they cost compaction almost nothing: LevelDB moves whole files down. Next
+// to the rows, whose keys are random, every one of LevelDB's compactions
+// rewrote them too (with them the puller's compaction thread spent ~45 µs
+// per post at N = 100,000; without them ~20). A commit writes the new bytes
+// first and syncs them, then its batch, then drops the bytes of versions it
+// replaced: a crash between leaves bytes that no row names (their SEQ is
+// used again by the next commit), never a row without its bytes. The
+// in-memory twin keeps V! in its one database.
+//
+// Stores written before 2026-11-23 kept model bytes under M!<hash> in the
+// store itself; opening one moves them (migrateModelKeys), a batch at a time,
+// so a crash loses nothing.
 import { randomBytes } from 'node:crypto'
-import type { AbstractBatchOperation, AbstractLevel } from 'abstract-level'
+import { join } from 'node:path'
+import type { AbstractBatchOperation, AbstractBatchOptions, AbstractLevel } from 'abstract-level'
 import { Level } from 'level'
 import { MemoryLevel } from 'memory-level'
 import { DipError } from '../errors.js'
@@ -130,6 +142,9 @@ export interface Want {
 }
 
 type Db = AbstractLevel<any, string, string>
+type Op = AbstractBatchOperation<Db, string, string>
+/** classic-level's batch option: the write is synced to disk before the batch resolves */
+const SYNCED = { sync: true } as unknown as AbstractBatchOptions<string, string>
 
 /** getMany: keys per part at least, parts at most (libuv's pool has 4 threads) */
 const GET_PART = 128
@@ -167,33 +182,43 @@ const modelKey = (r: { s: number }) => `V!${seqKey(r.s)}`
  * Every entry of one stored version but its I! row: model, indexes, edges
  * (and the U! row stores written before 2026-11 kept, which nothing read).
  */
-function versionDeletes(r: Row): AbstractBatchOperation<Db, string, string>[] {
+function versionDeletes(r: Row): Op[] {
   return [modelKey(r), `U!${r.u}!${r.i}`, ...indexKeys(r), ...edgeKeys(r)].map((key) => ({ type: 'del' as const, key }))
 }
 
-/** Key layouts: 1 kept model bytes under M!<hash>, 2 under V!<SEQ>. */
-const LAYOUT = '2'
+/**
+ * Key layouts: 1 (no X!layout) kept model bytes under M!<hash> in the store,
+ * 2 under V!<SEQ> in the store (2026-11-23, briefly), 3 in the values store.
+ */
+const LAYOUT = '3'
 
 /**
- * Moves the model bytes of a layout-1 store to V!<SEQ>, the current rows'
- * a batch at a time (each batch puts the new key and drops the old one, so
- * a crash midway leaves every model readable under one of them, and the
- * next open goes on). Bytes under M! that no row names stay where they are.
+ * Moves the model bytes of a layout 1 or 2 store into the values store, the
+ * current rows' a batch at a time: each batch is written and synced there
+ * before its old keys are dropped, so a crash midway leaves every model
+ * readable and the next open goes on. Bytes no row names stay where they are.
+ * Not for the in-memory twin (one database; never an old layout).
  */
-async function migrateModelKeys(db: Db): Promise<void> {
+async function migrateModelKeys(db: Db, values: Db): Promise<void> {
   const it = db.iterator({ gt: 'I!', lt: 'I"' })
   try {
     for (;;) {
       const entries = await it.nextv(1000)
       if (entries.length === 0) break
       const rows = entries.map(([, json]) => JSON.parse(json) as Row)
-      const xml = await db.getMany(rows.map((r) => `M!${r.h}`))
-      const ops: AbstractBatchOperation<Db, string, string>[] = []
+      const old = rows.flatMap((r) => [`M!${r.h}`, modelKey(r)])
+      const xml = await db.getMany(old)
+      const puts: Op[] = []
+      const dels: Op[] = []
       rows.forEach((r, n) => {
-        const x = xml[n]
-        if (x !== undefined) ops.push({ type: 'put', key: modelKey(r), value: x }, { type: 'del', key: `M!${r.h}` })
+        const x = xml[2 * n] ?? xml[2 * n + 1]
+        if (x === undefined) return
+        puts.push({ type: 'put', key: modelKey(r), value: x })
+        dels.push({ type: 'del', key: old[2 * n]! }, { type: 'del', key: old[2 * n + 1]! })
       })
-      if (ops.length > 0) await db.batch(ops)
+      if (puts.length === 0) continue
+      await values.batch(puts, SYNCED)
+      await db.batch(dels)
     }
   } finally {
     await it.close()
@@ -201,32 +226,48 @@ async function migrateModelKeys(db: Db): Promise<void> {
   await db.put('X!layout', LAYOUT)
 }
 
+/** Opens one LevelDB of a store, with typed errors. */
+async function openDb(dir: string, options: { writeBufferSize: number; cacheSize?: number }): Promise<Db> {
+  const db = new Level<string, string>(dir, { keyEncoding: 'utf8', valueEncoding: 'utf8', ...options })
+  try {
+    await db.open()
+  } catch (cause) {
+    const code = (cause as { cause?: { code?: string } }).cause?.code
+    if (code === 'LEVEL_LOCKED') throw new DipError('DIP_DATA_LOCKED', `the store in ${dir} is held by another process`, { cause })
+    throw new DipError('DIP_DATA_INVALID', `cannot open the store in ${dir}`, { cause })
+  }
+  return db as unknown as Db
+}
+
 export class GraphStore {
   readonly #db: Db
+  /** model bytes (V!): the values store, or #db itself (the in-memory twin) */
+  readonly #values: Db
   #lastSeq = 0
   #storeId = ''
   #lock: Promise<unknown> = Promise.resolve()
   readonly #listeners = new Set<(lastSeq: number) => void>()
 
-  constructor(db: Db) {
+  constructor(db: Db, values: Db = db) {
     this.#db = db
+    this.#values = values
   }
 
-  /** A store on LevelDB in `dir`. */
+  /** A store on LevelDB in `dir`, its model bytes in `dir`/values. */
   static async openLevel(dir: string): Promise<GraphStore> {
     // A larger write buffer (memtable) than LevelDB's 4 MB halves the CPU it
     // spends on bulk commits (measured by bench/pull-stages.ts); it costs up
-    // to twice this in RSS. 16 MB keeps a 100k-post pull under 300 MB with the
-    // verify worker (32 MB: ~4% faster, ~15 MB more at the peak).
-    const db = new Level<string, string>(dir, { keyEncoding: 'utf8', valueEncoding: 'utf8', writeBufferSize: 16 * 1024 * 1024 })
+    // to twice this in RSS. The values store reads its bytes once per answer
+    // (past the block cache): LevelDB's defaults, a small cache.
+    const db = await openDb(dir, { writeBufferSize: 16 * 1024 * 1024 })
+    let values: Db
     try {
-      await db.open()
-    } catch (cause) {
-      const code = (cause as { cause?: { code?: string } }).cause?.code
-      if (code === 'LEVEL_LOCKED') throw new DipError('DIP_DATA_LOCKED', `the store in ${dir} is held by another process`, { cause })
-      throw new DipError('DIP_DATA_INVALID', `cannot open the store in ${dir}`, { cause })
+      values = await openDb(join(dir, 'values'), { writeBufferSize: 4 * 1024 * 1024, cacheSize: 2 * 1024 * 1024 })
+    } catch (e) {
+      await db.close()
+      throw e
     }
-    return GraphStore.#init(db)
+    return GraphStore.#init(db, values)
   }
 
   /** The in-memory twin (tests, dry runs). */
@@ -236,14 +277,18 @@ export class GraphStore {
     return GraphStore.#init(db)
   }
 
-  static async #init(db: Db): Promise<GraphStore> {
-    const store = new GraphStore(db)
+  static async #init(db: Db, values: Db = db): Promise<GraphStore> {
+    const store = new GraphStore(db, values)
     const [seq, id, layout] = await db.getMany(['X!seq', 'X!store-id', 'X!layout'])
     store.#lastSeq = seq === undefined ? 0 : Number(seq)
-    if (layout === undefined) {
-      if (seq === undefined) await db.put('X!layout', LAYOUT)
-      else await migrateModelKeys(db)
-    } else if (layout !== LAYOUT) throw new DipError('DIP_DATA_INVALID', `the store's key layout ${layout} is newer than this dipd (${LAYOUT})`)
+    if (layout !== LAYOUT) {
+      if (layout !== undefined && layout !== '2') {
+        await store.close()
+        throw new DipError('DIP_DATA_INVALID', `the store's key layout ${layout} is newer than this dipd's (${LAYOUT})`)
+      }
+      if (values === db) await db.put('X!layout', LAYOUT)
+      else await migrateModelKeys(db, values)
+    }
     if (id === undefined) {
       store.#storeId = randomBytes(8).toString('hex')
       await db.put('X!store-id', store.#storeId)
@@ -278,10 +323,26 @@ export class GraphStore {
   async close(): Promise<void> {
     await this.#lock.catch(() => {})
     await this.#db.close()
+    if (this.#values !== this.#db) await this.#values.close()
   }
 
   async [Symbol.asyncDispose](): Promise<void> {
     await this.close()
+  }
+
+  /**
+   * Writes a commit's operations: new model bytes first, synced, then the
+   * store's batch, then the model bytes of replaced versions (see the header).
+   */
+  async #batch(ops: Op[]): Promise<void> {
+    if (this.#values === this.#db) return void (await this.#db.batch(ops))
+    const puts: Op[] = []
+    const dels: Op[] = []
+    const rest: Op[] = []
+    for (const o of ops) (o.key.startsWith('V!') ? (o.type === 'put' ? puts : dels) : rest).push(o)
+    if (puts.length > 0) await this.#values.batch(puts, SYNCED)
+    if (rest.length > 0) await this.#db.batch(rest)
+    if (dels.length > 0) await this.#values.batch(dels)
   }
 
   #exclusive<T>(fn: () => Promise<T>): Promise<T> {
@@ -312,7 +373,7 @@ export class GraphStore {
         const j = currentJson[n]
         if (j !== undefined) current.set(id, JSON.parse(j) as Row)
       })
-      const ops: AbstractBatchOperation<Db, string, string>[] = []
+      const ops: Op[] = []
       const statuses: CommitStatus[] = []
       const storedIds = new Set<string>()
       const newTargets = new Set<string>()
@@ -361,7 +422,7 @@ export class GraphStore {
       }
       if (cp) ops.push({ type: 'put', key: `C!${cp.name}`, value: cp.cursor })
       if (seq !== this.#lastSeq) ops.push({ type: 'put', key: 'X!seq', value: String(seq) })
-      if (ops.length > 0) await this.#db.batch(ops)
+      if (ops.length > 0) await this.#batch(ops)
       const grew = seq !== this.#lastSeq
       this.#lastSeq = seq
       if (grew) for (const l of this.#listeners) l(seq)
@@ -392,14 +453,14 @@ export class GraphStore {
    * each getMany is one job on one of libuv's threads, and LevelDB serves
    * parts in parallel (a get of 1,000 ids: 13 vs 10 ms on 2 cores).
    */
-  async #getMany<V extends string | Buffer = string>(keys: string[], buffers?: boolean): Promise<(V | undefined)[]> {
+  async #getMany<V extends string | Buffer = string>(keys: string[], buffers?: boolean, db: Db = this.#db): Promise<(V | undefined)[]> {
     // Model bytes read for an answer go out once: kept out of LevelDB's block
     // cache, which then holds the rows and indexes every list and get reads.
     const opts = buffers ? { valueEncoding: 'buffer', fillCache: false } : {}
     const size = partSize(keys.length)
-    if (size === keys.length) return (await this.#db.getMany(keys, opts)) as (V | undefined)[]
+    if (size === keys.length) return (await db.getMany(keys, opts)) as (V | undefined)[]
     const parts: Promise<(V | undefined)[]>[] = []
-    for (let i = 0; i < keys.length; i += size) parts.push(this.#db.getMany(keys.slice(i, i + size), opts) as Promise<(V | undefined)[]>)
+    for (let i = 0; i < keys.length; i += size) parts.push(db.getMany(keys.slice(i, i + size), opts) as Promise<(V | undefined)[]>)
     return (await Promise.all(parts)).flat()
   }
 
@@ -411,7 +472,7 @@ export class GraphStore {
 
   /** Model XML of versions by their rows (undefined for a version replaced or removed since). */
   async modelXml(rows: Pick<Row, 's'>[]): Promise<(string | undefined)[]> {
-    return this.#getMany(rows.map(modelKey))
+    return this.#getMany(rows.map(modelKey), false, this.#values)
   }
 
   /** Current model XML of ids, in order, omitting ids not held. */
@@ -429,7 +490,7 @@ export class GraphStore {
     const size = partSize(ids.length)
     const part = async (from: number) => {
       const held = (await this.rows(ids.slice(from, from + size))).filter((r): r is Row => r !== undefined)
-      const xml = await this.#getMany<V>(held.map(modelKey), buffers)
+      const xml = await this.#getMany<V>(held.map(modelKey), buffers, this.#values)
       const out: { row: Row; xml: V }[] = []
       held.forEach((row, n) => {
         if (xml[n] !== undefined) out.push({ row, xml: xml[n]! })
@@ -553,7 +614,7 @@ export class GraphStore {
       const ids: string[] = []
       for await (const id of this.#db.values({ gt: `K!${keyHex}!`, lt: `K!${keyHex}!${SEQ_END}` })) ids.push(id)
       const rows = (await this.rows(ids)).filter((r): r is Row => r !== undefined)
-      const ops: AbstractBatchOperation<Db, string, string>[] = [{ type: 'put', key: `N!${keyHex}`, value: '' }]
+      const ops: Op[] = [{ type: 'put', key: `N!${keyHex}`, value: '' }]
       for (const r of rows) ops.push({ type: 'del', key: `I!${r.i}` }, ...versionDeletes(r))
       // Attachment bytes that only the removed models referred to go too.
       const removed = new Set(rows.map((r) => r.i))
@@ -563,7 +624,7 @@ export class GraphStore {
         for await (const key of this.#db.keys({ gt: `R!${hash}\0`, lt: `R!${hash}\x01` })) if (!removed.has(key.split('\0')[2]!)) shared = true
         if (!shared) ops.push({ type: 'del', key: `B!${hash}` }, { type: 'del', key: `BM!${hash}` })
       }
-      await this.#db.batch(ops)
+      await this.#batch(ops)
       return rows.length
     })
   }
@@ -596,12 +657,12 @@ export class GraphStore {
 const heldKey = (target: string) => (target.startsWith('sha256:') ? `BM!${target}` : `I!${target}`)
 
 /** Rows for a model's verified inline attachment bytes (checked by Ingest against the signed hash and size). */
-function blobOps(m: StagedModel, ops: AbstractBatchOperation<Db, string, string>[], held: Set<string>): void {
+function blobOps(m: StagedModel, ops: Op[], held: Set<string>): void {
   for (const [hash, bytes] of m.attachmentData) {
     const a = m.meta.attachments.find((x) => x.hash === hash)
     if (!a) continue
     // Per-operation encoding: blob bytes are binary, every other value is text.
-    ops.push({ type: 'put', key: `B!${hash}`, value: bytes, valueEncoding: 'buffer' } as unknown as AbstractBatchOperation<Db, string, string>)
+    ops.push({ type: 'put', key: `B!${hash}`, value: bytes, valueEncoding: 'buffer' } as unknown as Op)
     ops.push({ type: 'put', key: `BM!${hash}`, value: a.mimetype }, { type: 'del', key: `D!${hash}` })
     held.add(hash)
   }

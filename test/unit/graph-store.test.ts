@@ -1,6 +1,7 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import fc from 'fast-check'
+import { join } from 'node:path'
 import { Level } from 'level'
 import { GraphStore } from '../../src/store/graph-store.js'
 import { runGraphStoreSuite } from '../suites/graph-store-suite.js'
@@ -81,31 +82,41 @@ test('property: LevelDB and memory stores agree on random commit sequences, and 
   }
 })
 
-test('leveldb: a store written with model bytes under M!<hash> (before 2026-11-23) is moved to V!<SEQ> on open, also after a crash midway', async () => {
+test('leveldb: a store of an older key layout (model bytes under M!<hash>, or V!<SEQ> in the store) is moved to the values store on open, also after a crash midway', async () => {
   const dir = await tempDir()
   const key = generateKeyPair()
   const posts = Array.from({ length: 1205 }, (_, i) => makePost(key, { localId: i + 1 }))
   const edited = makePost(key, { localId: 7, title: 'edited', updateTime: '2030-01-01T00:00:00Z' })
   const seqKey = (s: number) => s.toString(16).padStart(16, '0')
+  const open = async (path: string) => {
+    const db = new Level<string, string>(path, { keyEncoding: 'utf8', valueEncoding: 'utf8' })
+    await db.open()
+    return db
+  }
   try {
     const a = await GraphStore.openLevel(dir.path)
     await a.commit(posts)
     await a.commit([edited])
     await a.close()
-    // Rewrite it in the old layout; the first 300 rows as if a migration had moved them and then crashed.
-    const raw = new Level<string, string>(dir.path, { keyEncoding: 'utf8', valueEncoding: 'utf8' })
-    await raw.open()
+    // Rewrite it in the old layouts: the first 300 rows as if a migration had
+    // moved them and then crashed, the next 300 in layout 2, the rest in layout 1.
+    const raw = await open(dir.path)
+    const values = await open(join(dir.path, 'values'))
     const rows: { h: string; s: number }[] = []
     for await (const [, json] of raw.iterator({ gt: 'I!', lt: 'I"' })) rows.push(JSON.parse(json) as { h: string; s: number })
     assert.equal(rows.length, 1205)
     const ops: { type: 'put' | 'del'; key: string; value?: string }[] = [{ type: 'del', key: 'X!layout' }]
-    for (const r of rows.slice(300)) {
-      const xml = await raw.get(`V!${seqKey(r.s)}`)
+    for (const [n, r] of rows.entries()) {
+      if (n < 300) continue
+      const v = `V!${seqKey(r.s)}`
+      const xml = await values.get(v)
       assert.ok(xml !== undefined)
-      ops.push({ type: 'put', key: `M!${r.h}`, value: xml }, { type: 'del', key: `V!${seqKey(r.s)}` })
+      await values.del(v)
+      ops.push({ type: 'put', key: n < 600 ? v : `M!${r.h}`, value: xml })
     }
     await raw.batch(ops as never)
     await raw.close()
+    await values.close()
 
     const b = await GraphStore.openLevel(dir.path)
     const got = await b.getModels(posts.map((p) => p.idText))
@@ -113,13 +124,49 @@ test('leveldb: a store written with model bytes under M!<hash> (before 2026-11-2
     assert.deepEqual(got.map((g) => g.xml), expected, 'every current version reads back, moved or not')
     assert.deepEqual(await b.commit([makePost(key, { localId: 9, title: 'edited too', updateTime: '2030-01-01T00:00:00Z' })]), ['stored'])
     await b.close()
-    const after = new Level<string, string>(dir.path, { keyEncoding: 'utf8', valueEncoding: 'utf8' })
-    await after.open()
+    const after = await open(dir.path)
+    const afterValues = await open(join(dir.path, 'values'))
     assert.deepEqual(await after.keys({ gte: 'M!', lt: 'M"' }).all(), [], 'nothing left under M!')
-    assert.equal(await after.get('X!layout'), '2')
-    await after.put('X!layout', '3')
+    assert.deepEqual(await after.keys({ gte: 'V!', lt: 'V"' }).all(), [], 'nor under V! in the store')
+    assert.equal((await afterValues.keys({ gte: 'V!', lt: 'V"' }).all()).length, 1205, 'one value per current version')
+    assert.equal(await after.get('X!layout'), '3')
+    await after.put('X!layout', '4')
     await after.close()
+    await afterValues.close()
     await assert.rejects(GraphStore.openLevel(dir.path), { code: 'DIP_DATA_INVALID' })
+    // …and the refused store was closed again: its owner can open it.
+    const again = await open(dir.path)
+    await again.close()
+  } finally {
+    await dir.remove()
+  }
+})
+
+test('leveldb: bytes a crashed commit left in the values store (no row names them) are overwritten by the next commit', async () => {
+  const dir = await tempDir()
+  const key = generateKeyPair()
+  const seqKey = (s: number) => s.toString(16).padStart(16, '0')
+  try {
+    const a = await GraphStore.openLevel(dir.path)
+    await a.commit([makePost(key, { localId: 1 }), makePost(key, { localId: 2 })])
+    await a.close()
+    // A commit killed after its values were synced, before its rows: bytes at SEQ 3 and 4, X!seq still 2.
+    const values = new Level<string, string>(join(dir.path, 'values'), { keyEncoding: 'utf8', valueEncoding: 'utf8' })
+    await values.open()
+    await values.batch([
+      { type: 'put', key: `V!${seqKey(3)}`, value: '<model>orphan 3</model>' },
+      { type: 'put', key: `V!${seqKey(4)}`, value: '<model>orphan 4</model>' },
+    ])
+    await values.close()
+    const b = await GraphStore.openLevel(dir.path)
+    assert.equal(b.lastSeq, 2)
+    assert.equal(await b.count(), 2, 'orphan bytes are no models')
+    const p3 = makePost(key, { localId: 3 })
+    assert.deepEqual(await b.commit([p3]), ['stored'])
+    const [got] = await b.getModels([p3.idText])
+    assert.equal(got?.row.s, 3)
+    assert.equal(got?.xml, p3.xml, 'the new version owns SEQ 3')
+    await b.close()
   } finally {
     await dir.remove()
   }
