@@ -33,11 +33,13 @@ const PER_ANSWER = 500
 const IN_FLIGHT = 4
 
 async function serve(dir: string): Promise<void> {
-  const db = new Level<string, Buffer>(dir, { keyEncoding: 'utf8', valueEncoding: 'buffer' })
+  // The model bytes of a dipd store, in store order (graph-store.ts: V!<SEQ> in DIR/store/values).
+  const db = new Level<string, Buffer>(join(dir, 'values'), { keyEncoding: 'utf8', valueEncoding: 'buffer' })
   await db.open()
   const models: Buffer[] = []
-  for await (const v of db.values({ gt: 'M!', lt: 'M"' })) models.push(v)
+  for await (const v of db.values({ gt: 'V!', lt: 'V"' })) models.push(v)
   await db.close()
+  if (models.length === 0) throw new Error(`bare pipeline: no model bytes in ${dir}/values`)
   const head = Buffer.from('<response><status>success</status><models>')
   const tail = Buffer.from('</models></response>')
   const answers: Buffer[] = []
@@ -141,7 +143,7 @@ export interface BareFigures {
   pullerCpuMs: number
 }
 
-/** Serves the M! rows of the (closed) store in `storeDir` and pulls them all once; both as child processes. */
+/** Serves the model bytes of the (closed) dipd store in `storeDir` and pulls them all once; both as child processes. */
 export async function bareCeiling(storeDir: string, verifier: Verifier): Promise<BareFigures> {
   const server = child(['serve', storeDir])
   let puller: ReturnType<typeof child> | undefined

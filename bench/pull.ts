@@ -18,15 +18,21 @@
 //                  model), run twice: verifying with OpenSSL on the thread
 //                  pool (the ceiling as the issue measured it, which its
 //                  "≥ 75%" is measured against) and with dipd's verifier
-// Figures: A and B run as `dipd serve` child processes; B pulls from A
-// through a byte-counting TCP pass-through in this process (--direct: none,
-// then wire bytes are not known); every pull is asked of B's local API
-// (POST /api/local/pull, filter {}), timed from request to the summary line.
-//   1. initial pull: posts/s; peak RSS of A and B sampled from /proc every
-//      100 ms (and VmHWM); CPU of every thread of A and B over the pull from
-//      /proc/<pid>/task, so "CPU per post" (A+B) bounds the rate on 2 cores
-//      however well work overlaps. --stages adds the stage-by-stage serial
-//      pull of bench/pull-stages.ts against the same A, at the end.
+// Figures: A, B and C run as `dipd serve` child processes; every pull is
+// asked of the puller's local API (POST /api/local/pull, filter {}), timed
+// from request to the summary line.
+//   1. initial pull: B pulls from A straight over loopback: posts/s; peak
+//      RSS of A and B sampled from /proc every 100 ms (and VmHWM); CPU of
+//      every thread of A and B over the pull from /proc/<pid>/task, so "CPU
+//      per post" (A+B) bounds the rate on 2 cores however well work
+//      overlaps. --stages adds the stage-by-stage serial pull of
+//      bench/pull-stages.ts against the same A, at the end.
+//      Then B stops, and C, a second empty node, makes the same pull through
+//      a byte-counting TCP pass-through in this process: the bytes on the
+//      wire, headers included, for C's later pulls (2, 3). The pass-through
+//      copies every byte through this process on the same two cores (~5% of
+//      the rate): it is not in the figures of step 1. With --direct there is
+//      no C: B makes steps 2 and 3 straight to A, and wire bytes are not known.
 //   2. re-pull in sync: the same pull at once again: requests (the summary's,
 //      manifest included) and bytes (answer bodies, and the wire both ways).
 //   3. 1% new: N/100 posts authored on A through its local API
@@ -43,7 +49,7 @@
 // otherwise the bench fails (after printing what it measured).
 //
 // Options: --n N (default 20000)  --concurrency-verify K (256)
-//          --direct        B pulls from A's port itself (no counting proxy; no wire bytes)
+//          --direct        no counting proxy and no C: B makes every pull (no wire bytes)
 //          --stages        also run the serial stage breakdown (bench/pull-stages.ts) against A
 //          --get-requests R (50)  timed gets of 1,000 ids in the get figure (after 10 untimed)
 //          --cpu-prof DIR  (children run with --cpu-prof; a summary of B's
@@ -490,6 +496,7 @@ export async function runPull(args: string[]): Promise<Record<string, unknown>> 
   try {
     const dirA = await tempDir('a')
     const dirB = await tempDir('b')
+    const dirC = direct ? undefined : await tempDir('c')
 
     out(`pull: seeding A with ${fmt(n)} posts (4 keys, batches of 1,000)…\n`)
     let lastNote = performance.now()
@@ -524,27 +531,25 @@ export async function runPull(args: string[]): Promise<Record<string, unknown>> 
     out('pull: starting A and B (dipd serve, child processes)…\n')
     const [a, b] = await Promise.all([startDaemonChild(dirA, { nodeArgs: nodeArgs('a') }), startDaemonChild(dirB, { nodeArgs: nodeArgs('b') })])
     const proxy = direct ? undefined : await countingProxy(a.url)
-    const from = proxy?.url ?? a.url
     const noWire: WireCount = { up: 0, down: 0, requests: 0, connections: 0 }
     const wire = () => proxy?.count() ?? noWire
+    let c: Daemon | undefined
     const withStderr = async <T>(fn: () => Promise<T>): Promise<T> => {
       try {
         return await fn()
       } catch (e) {
-        process.stderr.write(`A stderr:\n${a.stderr()}\nB stderr:\n${b.stderr()}\n`)
+        process.stderr.write(`A stderr:\n${a.stderr()}\nB stderr:\n${b.stderr()}\n${c ? `C stderr:\n${c.stderr()}\n` : ''}`)
         throw e
       }
     }
 
-    // 1. the initial pull
+    // 1. the initial pull, B straight from A
     // A opens a store the seeding process just wrote: LevelDB may still be compacting it.
     const calm = await settle([a.pid, b.pid])
     const rss = sampleRss([a.pid, b.pid], 100)
     const cpu0 = [threadCpu(a.pid), threadCpu(b.pid)] as const
-    const w0 = wire()
-    out(`pull: B pulls from A (${a.url}${proxy ? `, through the counting proxy ${proxy.url}` : ''}; after ${fmt(calm.ms)} ms for A and B to go quiet${calm.quiet ? '' : ': they did not'})…\n`)
-    const run = await withStderr(() => pullOverLocalApi(b, from, n))
-    const w1 = wire()
+    out(`pull: B pulls from A (${a.url}; after ${fmt(calm.ms)} ms for A and B to go quiet${calm.quiet ? '' : ': they did not'})…\n`)
+    const run = await withStderr(() => pullOverLocalApi(b, a.url, n))
     const cpu1 = [threadCpu(a.pid), threadCpu(b.pid)] as const
     const cpuA = cpuDelta(cpu0[0], cpu1[0])
     const cpuB = cpuDelta(cpu0[1], cpu1[1])
@@ -553,13 +558,30 @@ export async function runPull(args: string[]): Promise<Record<string, unknown>> 
     const s = run.summary
     const rejected = Object.values(s.rejected).reduce((x, y) => x + y, 0)
     const held = await countOnB(b)
-    const wInitial = wireDelta(w0, w1)
+
+    // 1b. C makes the same pull through the counting proxy (its later pulls are counted on the wire)
+    let viaProxy: { run: PullRun; wire: WireCount; rssMb: { a: number; c: number }; held: number } | undefined
+    if (proxy) {
+      await stopChild(b.child)
+      c = await startDaemonChild(dirC!, { nodeArgs: extraB })
+      const quietC = await settle([a.pid, c.pid])
+      const rssC = sampleRss([a.pid, c.pid], 100)
+      const w0 = wire()
+      out(`pull: C pulls the same from A through the counting proxy (${proxy.url}; after ${fmt(quietC.ms)} ms for A and C to go quiet)…\n`)
+      const runC = await withStderr(() => pullOverLocalApi(c!, proxy.url, n))
+      const w1 = wire()
+      const memC = rssC.stop()
+      viaProxy = { run: runC, wire: wireDelta(w0, w1), rssMb: { a: memC[a.pid]!.peakRssMb, c: memC[c.pid]!.peakRssMb }, held: await countOnB(c) }
+    }
+    // Steps 2 and 3 are made by the puller whose bytes are counted on the wire.
+    const puller = c ?? b
+    const from = proxy?.url ?? a.url
 
     // 2. the same pull again, in sync
     out('pull: the same pull again (in sync)…\n')
     const m0 = await syncRequestsServed(a)
     const w2 = wire()
-    const again = await withStderr(() => pullOverLocalApi(b, from, 1))
+    const again = await withStderr(() => pullOverLocalApi(puller, from, 1))
     const w3 = wire()
     const servedAgain = diffCounts(m0, await syncRequestsServed(a))
     const wAgain = wireDelta(w2, w3)
@@ -571,23 +593,23 @@ export async function runPull(args: string[]): Promise<Record<string, unknown>> 
     const newServed = await servedBytes(a.url, authored.ids)
     const m1 = await syncRequestsServed(a)
     const w4 = wire()
-    out(`pull: B pulls again (${fmt(k)} new, ${fmt(newServed.bytes / 1024)} KB of model XML)…\n`)
-    const fresh = await withStderr(() => pullOverLocalApi(b, from, k))
+    out(`pull: ${c ? 'C' : 'B'} pulls again (${fmt(k)} new, ${fmt(newServed.bytes / 1024)} KB of model XML)…\n`)
+    const fresh = await withStderr(() => pullOverLocalApi(puller, from, k))
     const w5 = wire()
     const servedFresh = diffCounts(m1, await syncRequestsServed(a))
     const wFresh = wireDelta(w4, w5)
     const sf = fresh.summary
-    const heldAfter = await countOnB(b)
+    const heldAfter = await countOnB(puller)
     const newRatio = sf.bytesIn / newServed.bytes
     const newWireRatio = proxy ? wFresh.down / newServed.bytes : undefined
 
     // 4. gets of 1,000 ids, straight to A
     // B's LevelDB compacts for a while after a bulk write; the gets measure A alone.
-    const quiet = await settle([a.pid, b.pid])
-    out(`pull: ${getRequests} gets of 1,000 ids from A, 1 then 4 in flight (after ${fmt(quiet.ms)} ms for A and B to go quiet${quiet.quiet ? '' : ': they did not'})…\n`)
+    const quiet = await settle([a.pid, puller.pid])
+    out(`pull: ${getRequests} gets of 1,000 ids from A, 1 then 4 in flight (after ${fmt(quiet.ms)} ms for A and ${c ? 'C' : 'B'} to go quiet${quiet.quiet ? '' : ': they did not'})…\n`)
     const get1 = await withStderr(() => getBench(a, seeded.ids, getRequests, 1000, 1))
     const get4 = await withStderr(() => getBench(a, seeded.ids, getRequests, 1000, 4))
-    const hwmEnd = sampleRss([a.pid, b.pid], 1000).stop()
+    const hwmEnd = sampleRss([a.pid, puller.pid], 1000).stop()
 
     // optional: the serial stage breakdown against the same A (B idle)
     let stages: Record<string, unknown> | undefined
@@ -597,7 +619,7 @@ export async function runPull(args: string[]): Promise<Record<string, unknown>> 
     }
 
     await proxy?.close()
-    await Promise.all([stopChild(a.child), stopChild(b.child)])
+    await Promise.all([stopChild(a.child), stopChild(b.child), ...(c ? [stopChild(c.child)] : [])])
     // Last, on A's closed store: opening it earlier would change the store A serves from.
     out('pull: the bare pipeline (bench/bare.ts) over the same models, verifying with OpenSSL, then with dipd\'s verifier…\n')
     const bare = await bareCeiling(join(dirA, 'store'), 'openssl')
@@ -611,17 +633,22 @@ export async function runPull(args: string[]): Promise<Record<string, unknown>> 
     const cpuBound = (2e6 * n) / (1000 * cpuAll)
     const rejectedAgain = Object.values(sa.rejected).reduce((x, y) => x + y, 0)
     const rejectedFresh = Object.values(sf.rejected).reduce((x, y) => x + y, 0)
+    const sc = viaProxy?.run.summary
     const correct = {
       initial: s.stored === n && rejected === 0 && held === n && s.missing === 0,
+      initial_via_proxy: sc === undefined || (sc.stored === n && Object.keys(sc.rejected).length === 0 && sc.missing === 0 && viaProxy!.held === n),
       in_sync: sa.stored === 0 && sa.fetched === 0 && rejectedAgain === 0 && sa.missing === 0,
       new_1pct: sf.stored === k && sf.fetched === k && rejectedFresh === 0 && sf.missing === 0 && heldAfter === n + k,
     }
     const insyncWireBytes = wAgain.up + wAgain.down
+    // Both pulls count for memory: A served two, and B and C are both pullers.
+    const rssA = Math.max(mem[a.pid]!.peakRssMb, viaProxy?.rssMb.a ?? 0)
+    const rssPuller = Math.max(mem[b.pid]!.peakRssMb, viaProxy?.rssMb.c ?? 0)
     const met = {
       posts_per_s: postsPerS >= TARGET_POSTS_PER_S,
       pct_of_bare: postsPerS >= (TARGET_PCT_OF_BARE / 100) * bare.postsPerS,
-      rss_a: mem[a.pid]!.peakRssMb <= TARGET_RSS_MB,
-      rss_b: mem[b.pid]!.peakRssMb <= TARGET_RSS_MB,
+      rss_a: rssA <= TARGET_RSS_MB,
+      rss_b: rssPuller <= TARGET_RSS_MB,
       in_sync_requests: sa.requests <= TARGET_INSYNC_REQUESTS,
       in_sync_bytes_in: sa.bytesIn <= TARGET_INSYNC_BYTES,
       in_sync_wire_bytes: proxy ? insyncWireBytes <= TARGET_INSYNC_BYTES : undefined,
@@ -638,8 +665,9 @@ export async function runPull(args: string[]): Promise<Record<string, unknown>> 
       bytes_in: s.bytesIn,
       mb_per_s: round(s.bytesIn / 1e6 / (run.wallMs / 1000), 1),
       requests: s.requests,
-      via_proxy: proxy !== undefined,
-      wire_initial: proxy ? wInitial : undefined,
+      through_proxy: viaProxy
+        ? { posts_per_s: round(n / (viaProxy.run.wallMs / 1000)), total_s: round(viaProxy.run.wallMs / 1000, 3), wire: viaProxy.wire, rss_a_peak_mb: viaProxy.rssMb.a, rss_c_peak_mb: viaProxy.rssMb.c }
+        : undefined,
       rss_a_peak_mb: mem[a.pid]!.peakRssMb,
       rss_b_peak_mb: mem[b.pid]!.peakRssMb,
       rss_anon_a_peak_mb: mem[a.pid]!.peakAnonMb,
@@ -648,7 +676,7 @@ export async function runPull(args: string[]): Promise<Record<string, unknown>> 
       hwm_a_mb: mem[a.pid]!.hwmMb,
       hwm_b_mb: mem[b.pid]!.hwmMb,
       hwm_a_end_mb: hwmEnd[a.pid]!.hwmMb,
-      hwm_b_end_mb: hwmEnd[b.pid]!.hwmMb,
+      hwm_puller_end_mb: hwmEnd[puller.pid]!.hwmMb,
       seed_rss_peak_mb: seeded.seedRssPeakMb,
       verify_dipd_per_s: round(vDipd),
       verify_async_per_s: round(vAsync),
@@ -694,8 +722,8 @@ export async function runPull(args: string[]): Promise<Record<string, unknown>> 
       targets: {
         posts_per_s: { value: round(postsPerS), target: `>= ${TARGET_POSTS_PER_S}`, met: met.posts_per_s },
         pct_of_bare_pipeline: { value: round((100 * postsPerS) / bare.postsPerS, 1), target: `>= ${TARGET_PCT_OF_BARE}`, met: met.pct_of_bare },
-        rss_a_peak_mb: { value: mem[a.pid]!.peakRssMb, target: `<= ${TARGET_RSS_MB}`, met: met.rss_a },
-        rss_b_peak_mb: { value: mem[b.pid]!.peakRssMb, target: `<= ${TARGET_RSS_MB}`, met: met.rss_b },
+        rss_a_peak_mb: { value: rssA, target: `<= ${TARGET_RSS_MB}`, met: met.rss_a },
+        rss_puller_peak_mb: { value: rssPuller, target: `<= ${TARGET_RSS_MB}`, met: met.rss_b },
         in_sync_requests: { value: sa.requests, target: `<= ${TARGET_INSYNC_REQUESTS}`, met: met.in_sync_requests },
         in_sync_bytes_in: { value: sa.bytesIn, target: `<= ${TARGET_INSYNC_BYTES}`, met: met.in_sync_bytes_in },
         in_sync_wire_bytes: { value: proxy ? insyncWireBytes : null, target: `<= ${TARGET_INSYNC_BYTES}`, met: met.in_sync_wire_bytes ?? null },
@@ -709,7 +737,7 @@ export async function runPull(args: string[]): Promise<Record<string, unknown>> 
       node_args_b: extraB,
       cores_free_before: coresBefore,
       cores_free_after: coresAfter,
-      correct: correct.initial && correct.in_sync && correct.new_1pct,
+      correct: correct.initial && correct.initial_via_proxy && correct.in_sync && correct.new_1pct,
       correct_by_step: correct,
       cpu_us_per_post_a_plus_b: round((1000 * cpuAll) / n),
       cpu_bound_2_cores_posts_per_s: round(cpuBound),
@@ -734,15 +762,18 @@ export async function runPull(args: string[]): Promise<Record<string, unknown>> 
       '\n' +
         table(`pull: B pulls ${fmt(n)} signed posts (~${fmt(seeded.avgContentBytes)} B content) from A over loopback`, [
           ['pull throughput', `${fmt(postsPerS)} posts/s`, `target ≥ ${fmt(TARGET_POSTS_PER_S)}: ${mark(met.posts_per_s)}`],
-          ['pull total', `${fmt(run.wallMs / 1000, 2)} s`, `B's own figure ${fmt(s.ms / 1000, 2)} s${proxy ? ' (through the counting proxy)' : ''}`],
+          ['pull total', `${fmt(run.wallMs / 1000, 2)} s`, `B's own figure ${fmt(s.ms / 1000, 2)} s, straight to A`],
+          ...(viaProxy
+            ? ([['the same pull through the counting proxy (C)', `${fmt(n / (viaProxy.run.wallMs / 1000))} posts/s`, `a second empty node, every byte copied through this process on the same cores; ${wireText(viaProxy.wire)}`]] as [string, string, string][])
+            : []),
           ['B: time in stages (summed over batches)', `${fmt(s.stages.getMs / 1000, 2)} s in gets`, `list ${fmt(s.stages.listMs)} ms; get ${fmt(s.stages.getMs)} ms (request to parsed, staging ${fmt(s.stages.stageMs)} ms of it); checks ${fmt(s.stages.verifyMs)} ms; commits ${fmt(s.stages.commitMs)} ms (overlapping: several gets in flight)`],
-          ['bytes moved (get+list answers)', `${fmt(s.bytesIn / 1e6, 1)} MB`, `${fmt(s.bytesIn / 1e6 / (run.wallMs / 1000), 1)} MB/s, ${s.requests} requests${proxy ? `; ${wireText(wInitial)}` : ''}`],
+          ['bytes moved (get+list answers)', `${fmt(s.bytesIn / 1e6, 1)} MB`, `${fmt(s.bytesIn / 1e6 / (run.wallMs / 1000), 1)} MB/s, ${s.requests} requests`],
           ['CPU s during pull, B (puller)', `${fmt(cpuSum(cpuB) / 1000, 2)} s`, `${cpuText(cpuB)}; main thread busy ${fmt((100 * (cpuB.main ?? 0)) / run.wallMs)}% of wall`],
           ['CPU s during pull, A (server)', `${fmt(cpuSum(cpuA) / 1000, 2)} s`, `${cpuText(cpuA)}`],
           ['CPU per post, A+B (all threads)', `${fmt((1000 * cpuAll) / n)} µs`, `B ${fmt((1000 * cpuSum(cpuB)) / n)} (main ${fmt((1000 * (cpuB.main ?? 0)) / n)}), A ${fmt((1000 * cpuSum(cpuA)) / n)}: at most ${fmt(cpuBound)} posts/s on 2 free cores`],
           ['cores busy (A+B) during pull', `${fmt((cpuSum(cpuA) + cpuSum(cpuB)) / 1000 / wallS, 2)}`, 'of 2 (other work on the machine not counted)'],
-          ['peak RSS A (server)', `${fmt(mem[a.pid]!.peakRssMb)} MB`, `target ≤ ${TARGET_RSS_MB}: ${mark(met.rss_a)}; VmHWM ${mem[a.pid]!.hwmMb ?? '?'} MB (${hwmEnd[a.pid]!.hwmMb ?? '?'} MB at the end of every step); mapped files ${fmt(mem[a.pid]!.fileMbAtPeak)} MB of it; anonymous peak ${fmt(mem[a.pid]!.peakAnonMb)} MB`],
-          ['peak RSS B (puller)', `${fmt(mem[b.pid]!.peakRssMb)} MB`, `target ≤ ${TARGET_RSS_MB}: ${mark(met.rss_b)}; VmHWM ${mem[b.pid]!.hwmMb ?? '?'} MB (${hwmEnd[b.pid]!.hwmMb ?? '?'} MB at the end of every step); mapped files ${fmt(mem[b.pid]!.fileMbAtPeak)} MB of it; anonymous peak ${fmt(mem[b.pid]!.peakAnonMb)} MB`],
+          ['peak RSS A (server)', `${fmt(rssA)} MB`, `target ≤ ${TARGET_RSS_MB}: ${mark(met.rss_a)}; ${viaProxy ? `${fmt(mem[a.pid]!.peakRssMb)} MB serving B, ${fmt(viaProxy.rssMb.a)} serving C; ` : ''}VmHWM ${mem[a.pid]!.hwmMb ?? '?'} MB (${hwmEnd[a.pid]!.hwmMb ?? '?'} MB at the end of every step); mapped files ${fmt(mem[a.pid]!.fileMbAtPeak)} MB of it; anonymous peak ${fmt(mem[a.pid]!.peakAnonMb)} MB`],
+          ['peak RSS of the puller', `${fmt(rssPuller)} MB`, `target ≤ ${TARGET_RSS_MB}: ${mark(met.rss_b)}; ${viaProxy ? `B ${fmt(mem[b.pid]!.peakRssMb)} MB, C ${fmt(viaProxy.rssMb.c)} MB; ` : ''}B's VmHWM ${mem[b.pid]!.hwmMb ?? '?'} MB (${viaProxy ? 'C' : 'B'}: ${hwmEnd[puller.pid]!.hwmMb ?? '?'} MB at the end of every step); B's mapped files ${fmt(mem[b.pid]!.fileMbAtPeak)} MB of it; anonymous peak ${fmt(mem[b.pid]!.peakAnonMb)} MB`],
           ['B after the pull: RSS', `${fmt(memB.rss)} MB`, `V8 heap ${fmt(memB.heapTotal)} MB (${fmt(memB.heapUsed)} used), external ${fmt(memB.external)} MB, the rest (LevelDB, code, malloc) ${fmt(memB.rss - memB.heapTotal - memB.external)} MB`],
           ['peak RSS of the seeding process', `${fmt(seeded.seedRssPeakMb)} MB`, `seeding took ${fmt(seeded.seedMs / 1000, 1)} s`],
           ['baseline: verify, dipd (libsodium worker)', `${fmt(vDipd)} sig/s`, `${inFlight} in flight, ${fmt(Math.min(n, SAMPLE_CAP))} signatures, one worker thread; pull is ${fmt((100 * postsPerS) / vDipd, 1)}% of it`],
@@ -754,11 +785,11 @@ export async function runPull(args: string[]): Promise<Record<string, unknown>> 
           ['baseline: bare pipeline (2 processes)', `${fmt(bare.postsPerS)} posts/s`, `answers served from memory unsigned; parse, verify with OpenSSL on the thread pool, one put per model (bench/bare.ts); puller CPU ${fmt((1000 * bare.pullerCpuMs) / bare.stored)} µs/post; dipd's pull is ${fmt((100 * postsPerS) / bare.postsPerS, 1)}% of it (target ≥ ${TARGET_PCT_OF_BARE}%: ${mark(met.pct_of_bare)})`],
           ['baseline: bare pipeline, dipd\'s verifier', `${fmt(bareDipd.postsPerS)} posts/s`, `the same with libsodium in a worker; puller CPU ${fmt((1000 * bareDipd.pullerCpuMs) / bareDipd.stored)} µs/post; dipd's pull is ${fmt((100 * postsPerS) / bareDipd.postsPerS, 1)}% of it`],
           ['context: cores free (2-thread probe)', `${coresBefore} / ${coresAfter}`, 'before / after; below 2 = other work on the machine'],
-          ['check: stored / rejected / on B', `${s.stored} / ${rejected} / ${held}`, `listed ${s.listed}, fetched ${s.fetched}, missing ${s.missing}`],
+          ['check: stored / rejected / on B', `${s.stored} / ${rejected} / ${held}`, `listed ${s.listed}, fetched ${s.fetched}, missing ${s.missing}${sc ? `; C: stored ${sc.stored}, on C ${viaProxy!.held}` : ''}`],
         ]) +
         '\n' +
-        table(`pull: the same pull again at once (in sync), then with ${fmt(k)} new posts on A (1%), then gets served by A`, [
-          ['in sync: requests B made to A', `${sa.requests}`, `target ≤ ${TARGET_INSYNC_REQUESTS}: ${mark(met.in_sync_requests)} (manifest included); ${servedText(servedAgain)}`],
+        table(`pull: ${viaProxy ? 'C' : 'B'} pulls the same again at once (in sync), then with ${fmt(k)} new posts on A (1%); then gets served by A`, [
+          [`in sync: requests ${viaProxy ? 'C' : 'B'} made to A`, `${sa.requests}`, `target ≤ ${TARGET_INSYNC_REQUESTS}: ${mark(met.in_sync_requests)} (manifest included); ${servedText(servedAgain)}`],
           ['in sync: bytes in (answer bodies)', kb(sa.bytesIn), `target ≤ ${kb(TARGET_INSYNC_BYTES)}: ${mark(met.in_sync_bytes_in)}; ${fmt(sa.bytesIn)} B`],
           ...(proxy
             ? ([['in sync: bytes on the wire, both ways', kb(insyncWireBytes), `target ≤ ${kb(TARGET_INSYNC_BYTES)}: ${mark(met.in_sync_wire_bytes!)}; ${wireText(wAgain)}`]] as [string, string, string][])
@@ -771,7 +802,7 @@ export async function runPull(args: string[]): Promise<Record<string, unknown>> 
           ...(proxy
             ? ([['1% new: wire down / bytes of the new models', `${fmt(newWireRatio!, 3)}`, `target ≤ ${TARGET_NEW_RATIO}: ${mark(met.new_1pct_wire_ratio!)} (headers included); ${wireText(wFresh)}`]] as [string, string, string][])
             : []),
-          ['1% new: pull total', `${fmt(fresh.wallMs, 1)} ms`, `listed ${sf.listed}, skipped ${sf.skipped}, fetched ${sf.fetched}, stored ${sf.stored}; B holds ${heldAfter}`],
+          ['1% new: pull total', `${fmt(fresh.wallMs, 1)} ms`, `listed ${sf.listed}, skipped ${sf.skipped}, fetched ${sf.fetched}, stored ${sf.stored}; ${viaProxy ? 'C' : 'B'} holds ${heldAfter}`],
           ['get of 1,000 ids, 1 in flight', `${fmt(get1.modelsPerS)} models/s`, `target ≥ ${fmt(TARGET_GET_MODELS_PER_S)}: ${mark(met.get_models_per_s)}; ${fmt(get1.mbPerS, 1)} MB/s, ${fmt(get1.msPerRequest, 1)} ms per get, ${get1.requests} gets; A's CPU ${fmt(cpuSum(get1.cpuA) / get1.requests, 1)} ms per get (${cpuText(get1.cpuA)} s in all)`],
           ['get of 1,000 ids, 4 in flight', `${fmt(get4.modelsPerS)} models/s`, `${fmt(get4.mbPerS, 1)} MB/s, ${fmt(get4.msPerRequest, 1)} ms per get on average; A's CPU ${fmt(cpuSum(get4.cpuA) / get4.requests, 1)} ms per get (${cpuText(get4.cpuA)} s in all)`],
           ['check: in sync / 1% new', `${correct.in_sync ? 'ok' : 'WRONG'} / ${correct.new_1pct ? 'ok' : 'WRONG'}`, `stored ${sa.stored} then ${sf.stored} of ${k}; rejected ${rejectedAgain} / ${rejectedFresh}; missing ${sa.missing} / ${sf.missing}`],
@@ -788,6 +819,7 @@ export async function runPull(args: string[]): Promise<Record<string, unknown>> 
     if (!correct.initial) {
       throw new Error(`pull: wrong result: stored ${s.stored} of ${n}, rejected ${JSON.stringify(s.rejected)}, missing ${s.missing}, held on B ${held}`)
     }
+    if (!correct.initial_via_proxy) throw new Error(`pull: wrong result through the proxy: ${JSON.stringify(sc)}, held on C ${viaProxy?.held}`)
     if (!correct.in_sync) throw new Error(`pull: the pull in sync was not empty: ${JSON.stringify(sa)}`)
     if (!correct.new_1pct) throw new Error(`pull: the pull of ${k} new posts: ${JSON.stringify(sf)}, held on B ${heldAfter} of ${n + k}`)
     return figures
