@@ -28,7 +28,7 @@
 //
 // The values store: versions are addressed by content hash (rows, lists,
 // wanted, dedup), but their bytes are kept by store order in a LevelDB of
-// their own (DIR/values inside the store's folder). Appended in order there,
+// their own (`values/` in the store's folder). Appended in order there,
 // they cost compaction almost nothing: LevelDB moves whole files down. Next
 // to the rows, whose keys are random, every one of LevelDB's compactions
 // rewrote them too (with them the puller's compaction thread spent ~45 µs
@@ -56,7 +56,7 @@ export interface Row {
   i: string
   /** content hash */
   h: string
-  /** store-order number */
+  /** store-order number (its bytes are V!<SEQ> in the values store) */
   s: number
   /** model name and version as received */
   n: string
