@@ -166,14 +166,12 @@ export function stageModel(el: XmlElement, registry: ModelRegistry, limits: Mode
  * at least one is by the id's key; unknown types are ignored but kept.
  */
 export function verifySignatures(m: StagedModel): Promise<Rejection | undefined> {
-  let byAuthor = false
-  const checks: Promise<boolean>[] = []
-  for (const s of m.signatures) {
-    if (s.type !== 'ed25519') continue
-    if (s.key === m.id.key) byAuthor = true
-    checks.push(verifyAsync(s.key, m.contentBytes, Buffer.from(s.value, 'hex')))
+  // Without its author's signature a model is refused before any check starts (no work queued for it).
+  if (!m.signatures.some((s) => s.type === 'ed25519' && s.key === m.id.key)) {
+    return Promise.resolve({ code: 'DIP_SIGNATURE_INVALID', message: 'no signature by the key in the id', id: m.id })
   }
-  if (!byAuthor) return Promise.resolve({ code: 'DIP_SIGNATURE_INVALID', message: 'no signature by the key in the id', id: m.id })
+  const checks: Promise<boolean>[] = []
+  for (const s of m.signatures) if (s.type === 'ed25519') checks.push(verifyAsync(s.key, m.contentBytes, Buffer.from(s.value, 'hex')))
   const verdict = (good: boolean): Rejection | undefined => (good ? undefined : { code: 'DIP_SIGNATURE_INVALID', message: 'a signature does not verify', id: m.id })
   // Most models carry one signature: no Promise.all for it (the bulk path makes one per model).
   if (checks.length === 1) return checks[0]!.then(verdict)
