@@ -176,7 +176,9 @@ function edgeKeys(r: Row): string[] {
   return keys
 }
 
-const modelKey = (r: { s: number }) => `V!${seqKey(r.s)}`
+/** Model bytes: the one prefix the values store holds (#batch sends these keys there). */
+const VALUES = 'V!'
+const modelKey = (r: { s: number }) => VALUES + seqKey(r.s)
 
 /**
  * Every entry of one stored version but its I! row: model, indexes, edges
@@ -355,7 +357,7 @@ export class GraphStore {
     const puts: Op[] = []
     const dels: Op[] = []
     const rest: Op[] = []
-    for (const o of ops) (o.key.startsWith('V!') ? (o.type === 'put' ? puts : dels) : rest).push(o)
+    for (const o of ops) (o.key.startsWith(VALUES) ? (o.type === 'put' ? puts : dels) : rest).push(o)
     if (puts.length > 0) await writeBatch(this.#values, puts, SYNCED)
     if (rest.length > 0) await writeBatch(this.#db, rest)
     if (dels.length > 0) await writeBatch(this.#values, dels)
