@@ -222,13 +222,19 @@ export function wireDelta(a: WireCount, b: WireCount): WireCount {
 
 // ---- memory ----
 
-function procStatusKb(pid: number, field: 'VmRSS' | 'VmHWM' | 'RssAnon' | 'RssFile'): number | undefined {
+type StatusField = 'VmRSS' | 'VmHWM' | 'RssAnon' | 'RssFile'
+
+/** Some kB fields of /proc/<pid>/status, read once; empty when the process is gone. */
+function procStatusKb(pid: number): Partial<Record<StatusField, number>> {
+  let text: string
   try {
-    const m = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(readFileSync(`/proc/${pid}/status`, 'utf8'))
-    return m ? Number(m[1]) : undefined
+    text = readFileSync(`/proc/${pid}/status`, 'utf8')
   } catch {
-    return undefined
+    return {}
   }
+  const out: Partial<Record<StatusField, number>> = {}
+  for (const m of text.matchAll(/^(VmRSS|VmHWM|RssAnon|RssFile):\s+(\d+) kB/gm)) out[m[1] as StatusField] = Number(m[2])
+  return out
 }
 
 /** Samples VmRSS of some pids every `everyMs`; `stop()` returns the peaks (MB), VmHWM included where readable. */
@@ -238,12 +244,13 @@ export function sampleRss(pids: number[], everyMs = 100): { stop(): Record<numbe
   const peak = new Map<number, { rss: number; anon: number; file: number }>(pids.map((p) => [p, { rss: 0, anon: 0, file: 0 }]))
   const tick = () => {
     for (const p of pids) {
-      const kb = procStatusKb(p, 'VmRSS')
-      const anon = procStatusKb(p, 'RssAnon') ?? 0
+      const st = procStatusKb(p)
+      const kb = st.VmRSS
+      const anon = st.RssAnon ?? 0
       const e = peak.get(p)!
       if (kb !== undefined && kb > e.rss) {
         e.rss = kb
-        e.file = procStatusKb(p, 'RssFile') ?? 0
+        e.file = st.RssFile ?? 0
       }
       if (anon > e.anon) e.anon = anon
     }
@@ -257,7 +264,7 @@ export function sampleRss(pids: number[], everyMs = 100): { stop(): Record<numbe
       clearInterval(timer)
       const out: Record<number, { peakRssMb: number; hwmMb: number | undefined; peakAnonMb: number; fileMbAtPeak: number }> = {}
       for (const p of pids) {
-        const hwm = procStatusKb(p, 'VmHWM')
+        const hwm = procStatusKb(p).VmHWM
         const e = peak.get(p)!
         out[p] = { peakRssMb: round(e.rss / 1024, 1), hwmMb: hwm === undefined ? undefined : round(hwm / 1024, 1), peakAnonMb: round(e.anon / 1024, 1), fileMbAtPeak: round(e.file / 1024, 1) }
       }
