@@ -52,6 +52,22 @@ export function runGraphStoreSuite(name: string, open: () => Promise<StoreHandle
     assert.deepEqual(text.map((f) => f.xml), posts.map((p) => p.xml))
     const bytes = await store.getModelBytes(asked)
     assert.deepEqual(bytes.map((f) => f.xml.toString('utf8')), posts.map((p) => p.xml))
+    assert.deepEqual(bytes.map((f) => [f.row.i, f.row.s, f.row.n]), text.map((f) => [f.row.i, f.row.s, f.row.n]), 'the rows a get answer reads agree with the whole rows')
+  })
+
+  withStore('getModelBytes: rows of models with attachments come whole (their links), the others with what an answer reads', async (store) => {
+    const bytes = Buffer.from('a blob')
+    const hash = 'sha256:' + createHash('sha256').update(bytes).digest('hex')
+    const op = makePost(alice, { localId: 1 })
+    const withBlob = makePost(alice, { localId: 2, thread: op.idText, attachments: [{ hash, mimetype: 'text/plain', name: 'a.txt', size: bytes.length }] })
+    const reply = makePost(bob, { localId: 3, thread: op.idText, text: `see [post]${op.idText}[/post]` })
+    await store.commit([op, withBlob, reply])
+    const got = await store.getModelBytes([op.idText, withBlob.idText, reply.idText])
+    const [whole] = await store.getModels([withBlob.idText])
+    assert.deepEqual(got.map((f) => [f.row.i, f.row.n]), [op, withBlob, reply].map((p) => [p.idText, 'post']))
+    assert.deepEqual(got[1]!.row.l, whole!.row.l)
+    assert.ok(got[1]!.row.l.includes(`attachment\0${hash}`))
+    assert.deepEqual(got[2]!.row.l, [], 'no attachment: its links are not read')
   })
 
   withStore('equal update-times: the greater hash wins whatever the order', async (store) => {

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict'
 import fc from 'fast-check'
 import { join } from 'node:path'
 import { Level } from 'level'
-import { GraphStore } from '../../src/store/graph-store.js'
+import { GraphStore, servedRow } from '../../src/store/graph-store.js'
 import { runGraphStoreSuite } from '../suites/graph-store-suite.js'
 import { tempDir } from '../helpers.js'
 import { generateKeyPair, makePost } from '../factory.js'
@@ -167,6 +167,47 @@ test('leveldb: bytes a crashed commit left in the values store (no row names the
     assert.equal(got?.row.s, 3)
     assert.equal(got?.xml, p3.xml, 'the new version owns SEQ 3')
     await b.close()
+  } finally {
+    await dir.remove()
+  }
+})
+
+test('servedRow reads SEQ and name off a row as commit writes it, and gives up on anything else', () => {
+  const id = `ed25519::${'ab'.repeat(32)}::7`
+  const row = { i: id, h: `sha256:${'cd'.repeat(32)}`, s: 4242, n: 'post', v: '1.1', u: '20240101000000000000', t: '2024-01-01T00:00:00Z', k: 'ab'.repeat(32), f: { tag: ['a"b', 'attachment'] }, l: [`ref\0${id}`] }
+  assert.deepEqual(servedRow(id, JSON.stringify(row)), { i: id, s: 4242, n: 'post', l: [] })
+  assert.deepEqual(servedRow(id, JSON.stringify({ ...row, o: 'http://127.0.0.1:1' })), { i: id, s: 4242, n: 'post', l: [] })
+  // Whole parse needed: an attachment link (its links are read), another id, another key order, odd values.
+  assert.equal(servedRow(id, JSON.stringify({ ...row, l: [`attachment\0sha256:${'00'.repeat(32)}`] })), undefined)
+  assert.equal(servedRow(id.slice(0, -1) + '8', JSON.stringify(row)), undefined)
+  assert.equal(servedRow(id, JSON.stringify({ h: row.h, i: id, s: 1, n: 'post' })), undefined)
+  assert.equal(servedRow(id, JSON.stringify({ ...row, s: 0 })), undefined)
+  assert.equal(servedRow(id, JSON.stringify({ ...row, s: '12' })), undefined)
+  assert.equal(servedRow(id, JSON.stringify({ ...row, n: 'po"st' })), undefined)
+  assert.equal(servedRow(id, JSON.stringify({ i: id, h: row.h, s: 3 })), undefined)
+  // A tag that merely reads like an attachment link only costs the whole parse.
+  assert.equal(servedRow(id, JSON.stringify({ ...row, f: { tag: ['attachment\0x'] } })), undefined)
+})
+
+test('leveldb: rows as commit writes them take the short way of servedRow (the get path parses none of them whole)', async () => {
+  const dir = await tempDir()
+  const key = generateKeyPair()
+  try {
+    const store = await GraphStore.openLevel(dir.path)
+    const op = makePost(key, { localId: 1, tags: ['x'] })
+    const reply = makePost(key, { localId: 2, thread: op.idText, text: `see [post]${op.idText}[/post]` })
+    await store.commit([op, reply], undefined, 'http://127.0.0.1:9')
+    const whole = await store.rows([op.idText, reply.idText])
+    await store.close()
+    const db = new Level<string, string>(dir.path)
+    try {
+      for (const row of whole) {
+        const json = await db.get(`I!${row!.i}`)
+        assert.deepEqual(servedRow(row!.i, json!), { i: row!.i, s: row!.s, n: 'post', l: [] })
+      }
+    } finally {
+      await db.close()
+    }
   } finally {
     await dir.remove()
   }
