@@ -174,19 +174,56 @@ test('leveldb: bytes a crashed commit left in the values store (no row names the
 
 test('servedRow reads SEQ and name off a row as commit writes it, and gives up on anything else', () => {
   const id = `ed25519::${'ab'.repeat(32)}::7`
-  const row = { i: id, h: `sha256:${'cd'.repeat(32)}`, s: 4242, n: 'post', v: '1.1', u: '20240101000000000000', t: '2024-01-01T00:00:00Z', k: 'ab'.repeat(32), f: { tag: ['a"b', 'attachment'] }, l: [`ref\0${id}`] }
+  // As stored: no id or sender key (the key under which it is stored holds them).
+  const row = { h: `sha256:${'cd'.repeat(32)}`, s: 4242, n: 'post', v: '1.1', u: '20240101000000000000', t: '2024-01-01T00:00:00Z', f: { tag: ['a"b', 'attachment'] }, l: [`ref\0${id}`] }
   assert.deepEqual(servedRow(id, JSON.stringify(row)), { i: id, s: 4242, n: 'post', l: [] })
   assert.deepEqual(servedRow(id, JSON.stringify({ ...row, o: 'http://127.0.0.1:1' })), { i: id, s: 4242, n: 'post', l: [] })
-  // Whole parse needed: an attachment link (its links are read), another id, another key order, odd values.
+  // Whole parse needed: an attachment link (its links are read), the older form, another key order, odd values.
   assert.equal(servedRow(id, JSON.stringify({ ...row, l: [`attachment\0sha256:${'00'.repeat(32)}`] })), undefined)
-  assert.equal(servedRow(id.slice(0, -1) + '8', JSON.stringify(row)), undefined)
-  assert.equal(servedRow(id, JSON.stringify({ h: row.h, i: id, s: 1, n: 'post' })), undefined)
+  assert.equal(servedRow(id, JSON.stringify({ i: id, ...row, k: 'ab'.repeat(32) })), undefined)
+  assert.equal(servedRow(id, JSON.stringify({ s: 1, h: row.h, n: 'post' })), undefined)
   assert.equal(servedRow(id, JSON.stringify({ ...row, s: 0 })), undefined)
   assert.equal(servedRow(id, JSON.stringify({ ...row, s: '12' })), undefined)
   assert.equal(servedRow(id, JSON.stringify({ ...row, n: 'po"st' })), undefined)
-  assert.equal(servedRow(id, JSON.stringify({ i: id, h: row.h, s: 3 })), undefined)
+  assert.equal(servedRow(id, JSON.stringify({ h: row.h, s: 3 })), undefined)
   // A tag that merely reads like an attachment link only costs the whole parse.
   assert.equal(servedRow(id, JSON.stringify({ ...row, f: { tag: ['attachment\0x'] } })), undefined)
+})
+
+test('leveldb: rows of the older form (id and sender key inside) read as before, and an edit drops all their entries', async () => {
+  const dir = await tempDir()
+  const alice = generateKeyPair()
+  const bob = generateKeyPair()
+  try {
+    const op = makePost(alice, { localId: 1, tags: ['x'] })
+    const reply = makePost(bob, { localId: 2, thread: op.idText, text: `see [post]${op.idText}[/post]` })
+    const a = await GraphStore.openLevel(dir.path)
+    await a.commit([op, reply])
+    const before = await a.rows([op.idText, reply.idText])
+    await a.close()
+    // Rewrite the rows as stores before 2026-11-23 wrote them.
+    const raw = new Level<string, string>(dir.path)
+    for await (const [key, json] of raw.iterator({ gt: 'I!', lt: 'I"' })) {
+      const id = key.slice(2)
+      await raw.put(key, JSON.stringify({ i: id, ...JSON.parse(json), k: id.split('::')[1] }))
+    }
+    assert.match((await raw.get(`I!${op.idText}`))!, /^\{"i":"/)
+    await raw.close()
+    const b = await GraphStore.openLevel(dir.path)
+    assert.deepEqual(await b.rows([op.idText, reply.idText]), before)
+    assert.deepEqual((await b.getModelBytes([reply.idText])).map((f) => [f.row.i, f.row.s, f.row.n]), [[reply.idText, before[1]!.s, 'post']])
+    const edited = makePost(alice, { localId: 1, tags: ['y'], updateTime: '2030-01-01T00:00:00Z' })
+    assert.deepEqual(await b.commit([edited]), ['stored'])
+    const byAlice = await b.list({ model: 'post', facets: [], allow: new Set([alice.publicKeyHex]), afterSeq: 0, limit: 10 })
+    assert.deepEqual(byAlice.rows.map((r) => [r.i, r.h]), [[op.idText, edited.hash]])
+    await b.close()
+    const after = new Level<string, string>(dir.path)
+    assert.equal((await after.keys({ gt: `K!${alice.publicKeyHex}!`, lt: `K!${alice.publicKeyHex}"` }).all()).length, 1, 'the old version left no sender-key entry behind')
+    assert.deepEqual(await after.keys({ gt: 'F!tag!x\0', lt: 'F!tag!x\x01' }).all(), [], 'nor its tag entry')
+    await after.close()
+  } finally {
+    await dir.remove()
+  }
 })
 
 test('leveldb: rows as commit writes them take the short way of servedRow (the get path parses none of them whole)', async () => {
