@@ -87,17 +87,36 @@ export function verifyOpenSsl(keyHex: string, message: Uint8Array, signature: Ui
   })
 }
 
-/** Signatures per batch at most; a batch also goes out at the end of the event-loop turn. */
+/** Checks per message to the worker at least before it goes out at once; else it goes at the end of the event-loop turn. */
 const BATCH_MAX = 256
 /** Longer messages (whole answers, §8) go to OpenSSL at once: its SHA-512 is faster than libsodium's from ~100 KB on. */
 const LONG_MESSAGE = 64 * 1024
 const KEY_RE = /^[0-9a-f]{64}$/
+const SIG_HEX_RE = /^[0-9a-f]{128}$/
 
-interface Check {
+/** One ed25519 check: a 64-hex public key, the signed bytes, the signature (64 bytes, or 128 lowercase hex digits). */
+export interface SignatureCheck {
   key: string
   message: Uint8Array
-  signature: Uint8Array
-  resolve(ok: boolean): void
+  signature: Uint8Array | string
+}
+
+const wellFormed = (c: SignatureCheck) => KEY_RE.test(c.key) && (typeof c.signature === 'string' ? SIG_HEX_RE.test(c.signature) : c.signature.length === 64)
+const signatureBytes = (s: Uint8Array | string) => (typeof s === 'string' ? Buffer.from(s, 'hex') : s)
+
+/**
+ * The checks of one verifyMany call, answered as the worker or OpenSSL
+ * gives them: one promise and one answer array per call, however many
+ * checks (a pull checks hundreds per answer; per-check promises were most
+ * of what its checks kept alive).
+ */
+interface Group {
+  checks: readonly SignatureCheck[]
+  /** indexes of the checks that go to the worker, in the order they are written */
+  sent: number[]
+  ok: Uint8Array
+  left: number
+  resolve(ok: Uint8Array): void
 }
 
 /** Collects checks into batches for the libsodium worker (see the header). */
@@ -105,10 +124,11 @@ export class BatchVerifier {
   readonly #workerUrl: URL
   #worker: Worker | undefined
   #broken = false
-  #queue: Check[] = []
+  #queue: Group[] = []
+  #count = 0
   #bytes = 0
   #scheduled = false
-  readonly #pending = new Map<number, Check[]>()
+  readonly #pending = new Map<number, Group[]>()
   #nextId = 1
 
   /** `workerUrl`: the worker script (tests give a broken one). */
@@ -122,46 +142,77 @@ export class BatchVerifier {
   }
 
   verify(key: string, message: Uint8Array, signature: Uint8Array): Promise<boolean> {
-    if (signature.length !== 64 || !KEY_RE.test(key)) return Promise.resolve(false)
-    if (this.#broken || message.length > LONG_MESSAGE) return verifyOpenSsl(key, message, signature)
+    return this.verifyMany([{ key, message, signature }]).then((ok) => ok[0] === 1)
+  }
+
+  /** One byte per check, 1 where the signature verifies (OpenSSL's answer, see the header); 0 for malformed input. */
+  verifyMany(checks: readonly SignatureCheck[]): Promise<Uint8Array> {
     return new Promise((resolve) => {
-      this.#queue.push({ key, message, signature, resolve })
-      this.#bytes += 100 + message.length
-      if (this.#queue.length >= BATCH_MAX) this.#flush()
-      else if (!this.#scheduled) {
-        this.#scheduled = true
-        setImmediate(() => {
-          this.#scheduled = false
-          this.#flush()
-        })
+      const group: Group = { checks, sent: [], ok: new Uint8Array(checks.length), left: checks.length + 1, resolve }
+      checks.forEach((c, n) => {
+        if (!wellFormed(c)) this.#settle(group, n, false)
+        else if (this.#broken || c.message.length > LONG_MESSAGE) this.#openSsl(group, n)
+        else {
+          group.sent.push(n)
+          this.#bytes += 100 + c.message.length
+        }
+      })
+      if (group.sent.length > 0) {
+        this.#queue.push(group)
+        this.#count += group.sent.length
+        if (this.#count >= BATCH_MAX) this.#flush()
+        else if (!this.#scheduled) {
+          this.#scheduled = true
+          setImmediate(() => {
+            this.#scheduled = false
+            this.#flush()
+          })
+        }
       }
+      // The extra count in `left` kept the group open while its checks were placed.
+      this.#release(group)
     })
   }
 
+  #settle(group: Group, n: number, ok: boolean): void {
+    if (ok) group.ok[n] = 1
+    this.#release(group)
+  }
+
+  #release(group: Group): void {
+    if (--group.left === 0) group.resolve(group.ok)
+  }
+
   #flush(): void {
-    const checks = this.#queue
-    if (checks.length === 0) return
+    const groups = this.#queue
+    if (groups.length === 0) return
+    const count = this.#count
     const buf = new ArrayBuffer(this.#bytes)
     this.#queue = []
+    this.#count = 0
     this.#bytes = 0
     const worker = this.#start()
     if (!worker) {
-      for (const c of checks) void this.#openSsl(c)
+      for (const g of groups) for (const n of g.sent) this.#openSsl(g, n)
       return
     }
     const bytes = Buffer.from(buf)
     let at = 0
-    for (const c of checks) {
-      bytes.writeUInt32LE(c.message.length, at)
-      bytes.write(c.key, at + 4, 32, 'hex')
-      bytes.set(c.signature, at + 36)
-      bytes.set(c.message, at + 100)
-      at += 100 + c.message.length
+    for (const g of groups) {
+      for (const n of g.sent) {
+        const c = g.checks[n]!
+        bytes.writeUInt32LE(c.message.length, at)
+        bytes.write(c.key, at + 4, 32, 'hex')
+        if (typeof c.signature === 'string') bytes.write(c.signature, at + 36, 64, 'hex')
+        else bytes.set(c.signature, at + 36)
+        bytes.set(c.message, at + 100)
+        at += 100 + c.message.length
+      }
     }
     const id = this.#nextId++
-    this.#pending.set(id, checks)
+    this.#pending.set(id, groups)
     worker.ref()
-    worker.postMessage({ id, count: checks.length, buf } satisfies BatchMessage, [buf])
+    worker.postMessage({ id, count, buf } satisfies BatchMessage, [buf])
   }
 
   #start(): Worker | undefined {
@@ -180,15 +231,22 @@ export class BatchVerifier {
   }
 
   #answer({ id, ok }: BatchAnswer): void {
-    const checks = this.#pending.get(id)
-    if (!checks) return
+    const groups = this.#pending.get(id)
+    if (!groups) return
     this.#pending.delete(id)
     if (this.#pending.size === 0) this.#worker?.unref()
-    checks.forEach((c, n) => (ok[n] === 1 ? c.resolve(true) : void this.#openSsl(c)))
+    let i = 0
+    for (const g of groups) {
+      for (const n of g.sent) {
+        if (ok[i++] === 1) this.#settle(g, n, true)
+        else this.#openSsl(g, n)
+      }
+    }
   }
 
-  async #openSsl(c: Check): Promise<void> {
-    c.resolve(await verifyOpenSsl(c.key, c.message, c.signature))
+  #openSsl(g: Group, n: number): void {
+    const c = g.checks[n]!
+    void verifyOpenSsl(c.key, c.message, signatureBytes(c.signature)).then((ok) => this.#settle(g, n, ok))
   }
 
   /** Ends the worker (answers still due are given by OpenSSL). */
@@ -203,7 +261,7 @@ export class BatchVerifier {
     const worker = this.#worker
     this.#worker = undefined
     void worker?.terminate()
-    for (const checks of this.#pending.values()) for (const c of checks) void this.#openSsl(c)
+    for (const groups of this.#pending.values()) for (const g of groups) for (const n of g.sent) this.#openSsl(g, n)
     this.#pending.clear()
   }
 }
@@ -219,6 +277,11 @@ export const verifyEngine = (): 'libsodium' | 'openssl' => batchVerifier.engine
  */
 export function verifyAsync(keyHex: string, message: Uint8Array, signature: Uint8Array): Promise<boolean> {
   return batchVerifier.verify(keyHex, message, signature)
+}
+
+/** verifyAsync for many checks at once: one byte per check, 1 where it verifies. */
+export function verifyMany(checks: readonly SignatureCheck[]): Promise<Uint8Array> {
+  return batchVerifier.verifyMany(checks)
 }
 
 /** The portable implementation (RFC 8032 strict). */

@@ -15,7 +15,7 @@ import { canonicalize } from '../protocol/canonical.js'
 import { formatId, KEY_HEX_RE, type GlobalId } from '../protocol/id.js'
 import { isCompatible, parseVersion } from '../protocol/version.js'
 import { childElements, escapeAttr, firstChild, parseXml, rawText, type XmlElement } from '../protocol/xml.js'
-import { sign, verifyAsync, type NodeKeyPair } from '../crypto/ed25519.js'
+import { sign, verifyMany, type NodeKeyPair, type SignatureCheck } from '../crypto/ed25519.js'
 import type { ModelRegistry } from './registry.js'
 import type { ModelDefinition, ModelMeta } from './types.js'
 
@@ -164,18 +164,24 @@ export function stageModel(el: XmlElement, registry: ModelRegistry, limits: Mode
 /**
  * PROTOCOL.md §4 rules: every ed25519 signature verifies (duplicates too),
  * at least one is by the id's key; unknown types are ignored but kept.
+ * The checks a model needs, or its refusal before any: without its
+ * author's signature no check is started for it.
  */
-export function verifySignatures(m: StagedModel): Promise<Rejection | undefined> {
-  // Without its author's signature a model is refused before any check starts (no work queued for it).
-  if (!m.signatures.some((s) => s.type === 'ed25519' && s.key === m.id.key)) {
-    return Promise.resolve({ code: 'DIP_SIGNATURE_INVALID', message: 'no signature by the key in the id', id: m.id })
-  }
-  const checks: Promise<boolean>[] = []
-  for (const s of m.signatures) if (s.type === 'ed25519') checks.push(verifyAsync(s.key, m.contentBytes, Buffer.from(s.value, 'hex')))
-  const verdict = (good: boolean): Rejection | undefined => (good ? undefined : { code: 'DIP_SIGNATURE_INVALID', message: 'a signature does not verify', id: m.id })
-  // Most models carry one signature: no Promise.all for it (the bulk path makes one per model).
-  if (checks.length === 1) return checks[0]!.then(verdict)
-  return Promise.all(checks).then((results) => verdict(results.every((r) => r)))
+export function signatureChecks(m: StagedModel): SignatureCheck[] | Rejection {
+  if (!m.signatures.some((s) => s.type === 'ed25519' && s.key === m.id.key)) return { code: 'DIP_SIGNATURE_INVALID', message: 'no signature by the key in the id', id: m.id }
+  const checks: SignatureCheck[] = []
+  for (const s of m.signatures) if (s.type === 'ed25519') checks.push({ key: s.key, message: m.contentBytes, signature: s.value })
+  return checks
+}
+
+/** The refusal of a model one of whose signatures does not verify. */
+export const badSignature = (m: StagedModel): Rejection => ({ code: 'DIP_SIGNATURE_INVALID', message: 'a signature does not verify', id: m.id })
+
+/** signatureChecks, checked (verifyMany): undefined when the model's signatures hold. */
+export async function verifySignatures(m: StagedModel): Promise<Rejection | undefined> {
+  const checks = signatureChecks(m)
+  if (!Array.isArray(checks)) return checks
+  return (await verifyMany(checks)).every((ok) => ok === 1) ? undefined : badSignature(m)
 }
 
 /** Inline attachment bytes must match a signed attachment's hash and size. */

@@ -1,9 +1,10 @@
 // Verify before you write: every model that enters the store (put, pull,
 // local authoring) passes here. Signatures are checked concurrently, off the
-// main thread (verifyAsync); the survivors are committed in one batch with the caller's
+// main thread (verifyMany); the survivors are committed in one batch with the caller's
 // checkpoint, and each model gets its row: stored, duplicate or rejected.
 import type { RowCode } from '../errors.js'
-import { checkAttachments, verifySignatures, type Rejection, type StagedModel } from '../model/signed.js'
+import { verifyMany, type SignatureCheck } from '../crypto/ed25519.js'
+import { badSignature, checkAttachments, signatureChecks, type Rejection, type StagedModel } from '../model/signed.js'
 import { timeKeyFromMs } from '../protocol/time.js'
 import type { Checkpoint, GraphStore } from './graph-store.js'
 
@@ -57,9 +58,11 @@ export class Ingest {
     const { checkpoint, policy, origin, timing } = opts
     const t0 = timing ? performance.now() : 0
     const limit = timeKeyFromMs(Date.now() + this.#maxFutureMs)
-    // The cheap checks first; signatures only for what passes them (one promise per model, not two).
+    // The cheap checks first; signatures only for what passes them, all in one verifyMany.
     const verdicts: (Rejection | undefined)[] = new Array(models.length)
-    const checks: Promise<void>[] = []
+    const checks: SignatureCheck[] = []
+    /** the model of each check */
+    const of: number[] = []
     models.forEach((m, n) => {
       const refused =
         m.meta.updateTimeKey > limit
@@ -67,10 +70,22 @@ export class Ingest {
           : this.banned.has(m.id.key)
             ? { code: 'DIP_REFUSED' as const, message: 'the sender key is banned here' }
             : (this.#policy?.(m) ?? policy?.(m) ?? checkAttachments(m))
-      if (refused) verdicts[n] = refused
-      else checks.push(verifySignatures(m).then((v) => void (verdicts[n] = v)))
+      const mine = refused ?? signatureChecks(m)
+      if (!Array.isArray(mine)) verdicts[n] = mine
+      else {
+        for (const c of mine) {
+          checks.push(c)
+          of.push(n)
+        }
+      }
     })
-    await Promise.all(checks)
+    if (checks.length > 0) {
+      const ok = await verifyMany(checks)
+      ok.forEach((good, i) => {
+        const n = of[i]!
+        if (good !== 1) verdicts[n] ??= badSignature(models[n]!)
+      })
+    }
     const good = models.filter((_, n) => verdicts[n] === undefined)
     const t1 = timing ? performance.now() : 0
     const statuses = await this.#store.commit(good, checkpoint, origin)

@@ -5,7 +5,7 @@ import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import fc from 'fast-check'
 import sodium from 'sodium-native'
-import { BatchVerifier, generateKeyPair, keyPairFromSecret, portable, sign, verify, verifyAsync } from '../../src/crypto/ed25519.js'
+import { BatchVerifier, generateKeyPair, keyPairFromSecret, portable, sign, verify, verifyAsync, verifyMany, type SignatureCheck } from '../../src/crypto/ed25519.js'
 import { FIXTURES } from '../helpers.js'
 
 const hex = (b: Uint8Array) => Buffer.from(b).toString('hex')
@@ -120,6 +120,25 @@ test('verifyAsync (libsodium in a worker, OpenSSL for what it refuses) answers e
   const weak = cases[0]!
   assert.equal(verify(weak.key, weak.msg, weak.sig), true)
   assert.equal(sodium.crypto_sign_verify_detached(weak.sig, weak.msg, Buffer.from(weak.key, 'hex')), false)
+})
+
+test('verifyMany answers each check of a batch as OpenSSL does: hex or byte signatures, malformed ones, long messages, calls that interleave', { timeout: 30_000 }, async () => {
+  const cases = edgeCases()
+  const pair = generateKeyPair()
+  const long = Buffer.alloc(100_000, 7) // over the worker's limit: OpenSSL at once
+  const longSig = Buffer.from(sign(pair, long))
+  const checks: SignatureCheck[] = [
+    ...cases.map((c, n) => ({ key: c.key, message: c.msg, signature: n % 2 === 0 ? c.sig : Buffer.from(c.sig).toString('hex') })),
+    { key: pair.publicKeyHex, message: long, signature: longSig },
+    { key: pair.publicKeyHex, message: long, signature: longSig.toString('hex').toUpperCase() }, // not lowercase hex
+    { key: pair.publicKeyHex, message: long, signature: longSig.subarray(1) },
+    { key: 'zz'.repeat(32), message: long, signature: longSig },
+  ]
+  const expected = [...cases.map((c) => verify(c.key, c.msg, c.sig)), true, false, false, false]
+  const [all, firstHalf, none] = await Promise.all([verifyMany(checks), verifyMany(checks.slice(0, 300)), verifyMany([])])
+  assert.deepEqual([...all].map((b) => b === 1), expected)
+  assert.deepEqual([...firstHalf].map((b) => b === 1), expected.slice(0, 300))
+  assert.equal(none.length, 0)
 })
 
 test("libsodium's yes is OpenSSL's yes on random forgeries and valid signatures", () => {
