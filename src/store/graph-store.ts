@@ -319,9 +319,10 @@ export class GraphStore {
     // A larger write buffer (memtable) than LevelDB's 4 MB halves the CPU it
     // spends on bulk commits (measured by bench/pull-stages.ts): the rows'
     // keys are random, so every flushed table is merged with all of the
-    // level below, and fewer flushes mean fewer such rewrites (24 MB: ~16 µs
-    // of compaction per pulled post at N = 100,000, 16 MB: ~19, 32 MB: over
-    // 300 MB RSS). It costs up to twice this in RSS. The values store reads
+    // level below, and fewer flushes mean fewer such rewrites (compaction per
+    // pulled post at N = 100,000: 16 MB ~19 µs, 24 MB ~16, 32 MB ~12.5, but
+    // with the puller's high-water mark at ~291 of its 300 MB). It costs up
+    // to twice this in RSS. The values store reads
     // its bytes once per answer (past the block cache): LevelDB's defaults,
     // a small cache.
     const db = await openDb(dir, { writeBufferSize: 24 * 1024 * 1024 })
