@@ -166,8 +166,9 @@ export function newerThan(a: { u: string; h: string }, b: { u: string; h: string
  * 2026-11-23 hold them too; parseRow reads both.
  */
 function rowJson(r: Row): string {
-  const { i: _i, k: _k, ...stored } = r
-  return JSON.stringify(stored)
+  // Fields named one by one, in the order servedRow reads (h, s, n first); a little faster than an object rest.
+  const { h, s, n, v, u, t, f, l, o } = r
+  return JSON.stringify(o === undefined ? { h, s, n, v, u, t, f, l } : { h, s, n, v, u, t, f, l, o })
 }
 
 function parseRow(id: string, json: string): Row {
