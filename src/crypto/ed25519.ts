@@ -2,7 +2,7 @@
 //
 // Signing and single checks: Node's built-in crypto (OpenSSL), with one
 // KeyObject cached per public key (re-creating it per call halves the rate).
-// Bulk checks (verifyAsync): batches of signatures go to a worker thread that
+// Bulk checks (verifyMany, verifyAsync): batches of signatures go to a worker thread that
 // checks them with libsodium (sodium-native), twice as fast as OpenSSL here;
 // whatever libsodium refuses is checked again with OpenSSL on libuv's thread
 // pool, so the answer is always OpenSSL's (PROTOCOL.md §4: "as OpenSSL
@@ -87,7 +87,7 @@ export function verifyOpenSsl(keyHex: string, message: Uint8Array, signature: Ui
   })
 }
 
-/** Checks per message to the worker at least before it goes out at once; else it goes at the end of the event-loop turn. */
+/** A message to the worker goes out at once when it holds this many checks, else at the end of the event-loop turn. */
 const BATCH_MAX = 256
 /** Longer messages (whole answers, §8) go to OpenSSL at once: its SHA-512 is faster than libsodium's from ~100 KB on. */
 const LONG_MESSAGE = 64 * 1024
@@ -107,8 +107,8 @@ const signatureBytes = (s: Uint8Array | string) => (typeof s === 'string' ? Buff
 /**
  * The checks of one verifyMany call, answered as the worker or OpenSSL
  * gives them: one promise and one answer array per call, however many
- * checks (a pull checks hundreds per answer; per-check promises were most
- * of what its checks kept alive).
+ * checks (a pull checks hundreds per answer; a promise, a closure and a
+ * signature buffer per check lived until the worker answered).
  */
 interface Group {
   checks: readonly SignatureCheck[]

@@ -323,9 +323,8 @@ export class GraphStore {
     // level below, and fewer flushes mean fewer such rewrites (compaction per
     // pulled post at N = 100,000: 16 MB ~19 µs, 24 MB ~16, 32 MB ~12.5, but
     // with the puller's high-water mark at ~291 of its 300 MB). It costs up
-    // to twice this in RSS. The values store reads
-    // its bytes once per answer (past the block cache): LevelDB's defaults,
-    // a small cache.
+    // to twice this in RSS. The values store reads its bytes once per answer
+    // (past the block cache): LevelDB's defaults, a small cache.
     const db = await openDb(dir, { writeBufferSize: 24 * 1024 * 1024 })
     let values: Db
     try {
