@@ -200,8 +200,10 @@ export function servedRow(id: string, json: string): ServedRow | undefined {
   if (s === -1 || n === -1) return undefined
   const seq = json.slice(s + 6, n)
   const end = json.indexOf('"', n + 6)
-  if (!/^[1-9][0-9]{0,15}$/.test(seq) || end === -1 || json.charCodeAt(end - 1) === 0x5c) return undefined
-  return { i: id, s: Number(seq), n: json.slice(n + 6, end), l: NO_LINKS }
+  const name = end === -1 ? '' : json.slice(n + 6, end)
+  // A name with a JSON escape in it (never one of the registry's) is left to JSON.parse.
+  if (!/^[1-9][0-9]{0,15}$/.test(seq) || name === '' || name.indexOf('\\') !== -1) return undefined
+  return { i: id, s: Number(seq), n: name, l: NO_LINKS }
 }
 
 function indexKeys(r: Row): string[] {

@@ -185,6 +185,8 @@ test('servedRow reads SEQ and name off a row as commit writes it, and gives up o
   assert.equal(servedRow(id, JSON.stringify({ ...row, s: 0 })), undefined)
   assert.equal(servedRow(id, JSON.stringify({ ...row, s: '12' })), undefined)
   assert.equal(servedRow(id, JSON.stringify({ ...row, n: 'po"st' })), undefined)
+  assert.equal(servedRow(id, JSON.stringify({ ...row, n: 'pos\u00e9' }).replace('é', '\\u00e9')), undefined)
+  assert.equal(servedRow(id, JSON.stringify({ ...row, n: '' })), undefined)
   assert.equal(servedRow(id, JSON.stringify({ h: row.h, s: 3 })), undefined)
   // A tag that merely reads like an attachment link only costs the whole parse.
   assert.equal(servedRow(id, JSON.stringify({ ...row, f: { tag: ['attachment\0x'] } })), undefined)
