@@ -44,7 +44,7 @@ export interface PullOptions {
   filter?: PullFilter
   /** ids per get (at most the peer's limit) */
   batchSize?: number
-  /** gets in flight (3) */
+  /** batches in flight, each from its get to its commit (4) */
   concurrency?: number
   /** ignore the kept cursor and list from the start */
   full?: boolean
@@ -194,7 +194,7 @@ export async function pull(deps: PullDeps, options: PullOptions): Promise<PullSu
   const filterXml = commonFilterXml({ from: f.since, to: f.until, allow, deny: deny.length > 0 ? deny : undefined }) + def.filterXml(f.facets ?? [])
   const cpName = checkpointName(client.base, modelName, filterXml)
 
-  const queue = new PQueue({ concurrency: options.concurrency ?? 3 })
+  const queue = new PQueue({ concurrency: options.concurrency ?? 4 })
 
   const senderPolicy = (m: { id: { key: string } }) =>
     (allow && !allow.includes(m.id.key)) || deny.includes(m.id.key) ? { code: 'DIP_REFUSED' as const, message: 'sender not taken from this peer' } : undefined
