@@ -70,6 +70,49 @@ export function runGraphStoreSuite(name: string, open: () => Promise<StoreHandle
     assert.deepEqual(got[2]!.row.l, [], 'no attachment: its links are not read')
   })
 
+  withStore('a get after a list reads what the list kept, and never a row replaced or removed since', async (store) => {
+    const bytes = Buffer.from('a blob')
+    const hash = 'sha256:' + createHash('sha256').update(bytes).digest('hex')
+    const posts = Array.from({ length: 5 }, (_, i) => makePost(alice, { localId: i + 1 }))
+    const withBlob = makePost(alice, { localId: 6, attachments: [{ hash, mimetype: 'text/plain', name: 'a.txt', size: bytes.length }] })
+    await store.commit([...posts, withBlob])
+    const xmlOf = async (ids: string[]) => (await store.getModelBytes(ids)).map((f) => f.xml.toString('utf8'))
+    assert.equal((await store.list(q())).rows.length, 6)
+    assert.equal(store.listedRowsKept, 5, 'rows that link attachments are not kept')
+    assert.deepEqual(await xmlOf([posts[0]!.idText, withBlob.idText]), [posts[0]!.xml, withBlob.xml])
+    assert.equal(store.listedRowsKept, 4, 'a get takes out what it used')
+    const edited = makePost(alice, { localId: 2, title: 'edited', updateTime: '2021-01-01T00:00:00Z' })
+    assert.deepEqual(await store.commit([edited]), ['stored'])
+    assert.equal(store.listedRowsKept, 0, 'a write empties it')
+    assert.deepEqual(await xmlOf([posts[1]!.idText]), [edited.xml])
+    await store.list(q())
+    assert.equal(store.listedRowsKept, 5)
+    assert.equal(await store.ban(alice.publicKeyHex), 6)
+    assert.deepEqual(await xmlOf(posts.map((p) => p.idText)), [])
+  })
+
+  withStore('a list whose read meets a write keeps nothing stale, however they interleave', async (store) => {
+    // The list starts first, or the commit does; the other starts 0 to 11 turns of the event loop later.
+    const n = 12
+    const latest = Array.from({ length: n }, (_, i) => makePost(alice, { localId: i + 1 }))
+    await store.commit(latest)
+    const turns = async (k: number) => {
+      for (let t = 0; t < k; t++) await new Promise((r) => setImmediate(r))
+    }
+    for (const listFirst of [true, false]) {
+      for (let d = 0; d < n; d++) {
+        const edit = makePost(alice, { localId: d + 1, title: `edit ${d} ${listFirst}`, updateTime: `2021-01-0${listFirst ? 1 : 2}T00:00:${String(10 + d)}Z` })
+        const [first, second] = listFirst ? [() => store.list(q()), () => store.commit([edit])] : [() => store.commit([edit]), () => store.list(q())]
+        const one = first()
+        await turns(d)
+        await Promise.all([one, second()])
+        latest[d] = edit
+        const got = await store.getModelBytes(latest.map((p) => p.idText))
+        assert.deepEqual(got.map((f) => f.xml.toString('utf8')), latest.map((p) => p.xml), `${listFirst ? 'list' : 'commit'} first, the other ${d} turns later`)
+      }
+    }
+  })
+
   withStore('equal update-times: the greater hash wins whatever the order', async (store) => {
     const a = makePost(alice, { localId: 2, title: 'a', updateTime: '2020-01-01T00:00:00Z' })
     const b = makePost(alice, { localId: 2, title: 'b', updateTime: '2020-01-01T00:00:00.000Z' })
