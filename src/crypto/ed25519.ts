@@ -2,8 +2,6 @@
 //
 // Signing and single checks: Node's built-in crypto (OpenSSL), with one
 // KeyObject cached per public key (re-creating it per call halves the rate).
-// Messages over 64 KB (whole answers) are signed with a hedged nonce and
-// one SHA-512 pass instead of two (hedgedSign).
 // Bulk checks (verifyMany, verifyAsync): batches of signatures go to a worker thread that
 // checks them with libsodium (sodium-native), twice as fast as OpenSSL here;
 // whatever libsodium refuses is checked again with OpenSSL on libuv's thread
@@ -14,7 +12,7 @@
 // worker (it failed to start or died) every check is OpenSSL's.
 // Portable path: @noble/ed25519 with RFC 8032 strict checks (zip215: false),
 // cross-checked against the built-in one in tests.
-import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, randomBytes, sign as nodeSign, verify as nodeVerify, type KeyObject } from 'node:crypto'
+import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, sign as nodeSign, verify as nodeVerify, type KeyObject } from 'node:crypto'
 import { Worker } from 'node:worker_threads'
 import * as noble from '@noble/ed25519'
 import type { BatchAnswer, BatchMessage } from './verify-worker.js'
@@ -61,48 +59,8 @@ export function generateKeyPair(): NodeKeyPair {
   return keyPairFromSecret(Buffer.from(d, 'base64url'))
 }
 
-/**
- * An ed25519 signature of `message` by `pair`. Up to 64 KB (models, proofs,
- * small answers): OpenSSL's, deterministic as RFC 8032 makes it. Longer
- * (whole answers, PROTOCOL.md §8): see hedgedSign.
- */
 export function sign(pair: NodeKeyPair, message: Uint8Array): Uint8Array {
-  return message.length > LONG_MESSAGE ? hedgedSign(pair, message) : nodeSign(null, message, pair.privateKey)
-}
-
-/** The order of ed25519's base point. */
-const L = 2n ** 252n + 27742317777372353535851937790883648493n
-const numberLE = (bytes: Uint8Array) => BigInt('0x' + Buffer.from(bytes).reverse().toString('hex'))
-const bytesLE32 = (n: bigint) => Buffer.from(n.toString(16).padStart(64, '0'), 'hex').reverse()
-/** The secret scalar, the nonce prefix and the public key of a pair (RFC 8032 §5.1.5), derived once. */
-const expanded = new WeakMap<NodeKeyPair, { scalar: bigint; prefix: Uint8Array; point: Uint8Array }>()
-
-/**
- * An ed25519 signature whose nonce is hedged: r = SHA-512(prefix ‖ 32
- * random bytes ‖ SHA-256(message)) instead of RFC 8032's SHA-512(prefix ‖
- * message); the rest is RFC 8032 §5.1.6 (R = rB, S = r + SHA-512(R ‖ A ‖
- * message)·a mod L), so every ed25519 verifier accepts it as it is. OpenSSL
- * hashes a message twice with SHA-512; this hashes it once with SHA-512 and
- * once with SHA-256, which this machine's CPU runs twice as fast: a 1.6 MB
- * answer is signed in ~2.9 ms instead of ~3.9. The nonce stays secret (the
- * prefix is) and never repeats for two messages: the random bytes make
- * each one new, and if the random source failed (a cloned VM), the message
- * digest still tells two messages apart, as RFC 8032's nonce does. Like
- * @noble/ed25519's own signing, S is computed with BigInt arithmetic.
- */
-function hedgedSign(pair: NodeKeyPair, message: Uint8Array): Uint8Array {
-  let e = expanded.get(pair)
-  if (e === undefined) {
-    const x = noble.utils.getExtendedPublicKey(pair.secretKey)
-    e = { scalar: x.scalar, prefix: x.prefix, point: x.pointBytes }
-    expanded.set(pair, e)
-  }
-  const digest = createHash('sha256').update(message).digest()
-  const r = numberLE(createHash('sha512').update(e.prefix).update(randomBytes(32)).update(digest).digest()) % L
-  if (r === 0n) return nodeSign(null, message, pair.privateKey)
-  const R = noble.Point.BASE.multiply(r).toBytes()
-  const k = numberLE(createHash('sha512').update(R).update(e.point).update(message).digest()) % L
-  return Buffer.concat([R, bytesLE32((r + k * e.scalar) % L)])
+  return nodeSign(null, message, pair.privateKey)
 }
 
 /** Synchronous strict verify; false for any malformed input. */
