@@ -10,9 +10,9 @@ import { listXml, parsePing, parseRequest, putXml, REQUEST_TYPES, RESPONSE_PREFI
 import { parseXml } from '../protocol/xml.js'
 import { stageModel, type StagedModel } from '../model/signed.js'
 import type { ModelRegistry } from '../model/registry.js'
+import type { GraphStore } from '../store/graph-store.js'
 import type { Ingest } from '../store/ingest.js'
-import { hasAttachments, type GraphStore } from '../store/graph-store.js'
-import { servedModelXml } from '../store/served.js'
+import { hasAttachments, servedModelXml } from '../store/served.js'
 
 export interface SyncDeps {
   store: GraphStore

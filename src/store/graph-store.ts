@@ -187,14 +187,6 @@ export type ServedRow = Pick<Row, 'i' | 's' | 'n' | 'l'>
 
 const NO_LINKS: string[] = []
 
-/** Whether a row links attachments (the only models servedModelXml may change). */
-export function hasAttachments(row: Pick<Row, 'l'>): boolean {
-  return row.l.some((l) => l.startsWith('attachment\0'))
-}
-
-/** Rows kept for the gets that follow lists (#listed), at most: a list that finds it full empties it first. */
-const LISTED_MAX = 10_000
-
 /**
  * SEQ and model name read off a row's JSON of id `id`, for a row that links
  * no attachment; undefined when the JSON is not exactly in the form commit
@@ -319,28 +311,10 @@ export class GraphStore {
   #storeId = ''
   #lock: Promise<unknown> = Promise.resolve()
   readonly #listeners = new Set<(lastSeq: number) => void>()
-  /**
-   * What a get needs of the rows a list just read (SEQ, model name), by id:
-   * a puller gets what it listed a moment before, and the get then reads
-   * only their model bytes. Rows that link attachments are not kept. It is
-   * never stale: every write of rows (#batch) empties it first, and a list
-   * keeps what it read only when no write began or ran during its read
-   * (#rowWrites, #writing). A get takes out the entries it uses.
-   */
-  readonly #listed = new Map<string, ServedRow>()
-  /** writes of rows begun (#batch) */
-  #rowWrites = 0
-  /** writes of rows in flight */
-  #writing = 0
 
   constructor(db: Db, values: Db = db) {
     this.#db = db
     this.#values = values
-  }
-
-  /** How many listed rows are kept for the gets that follow (see #listed). */
-  get listedRowsKept(): number {
-    return this.#listed.size
   }
 
   /** A store on LevelDB in `dir`, its model bytes in `dir`/values. */
@@ -429,21 +403,14 @@ export class GraphStore {
    * store's batch, then the model bytes of replaced versions (see the header).
    */
   async #batch(ops: Op[]): Promise<void> {
-    this.#rowWrites++
-    this.#writing++
-    this.#listed.clear()
-    try {
-      if (this.#values === this.#db) return await writeBatch(this.#db, ops)
-      const puts: Op[] = []
-      const dels: Op[] = []
-      const rest: Op[] = []
-      for (const o of ops) (o.key.startsWith(VALUES) ? (o.type === 'put' ? puts : dels) : rest).push(o)
-      if (puts.length > 0) await writeBatch(this.#values, puts, SYNCED)
-      if (rest.length > 0) await writeBatch(this.#db, rest)
-      if (dels.length > 0) await writeBatch(this.#values, dels)
-    } finally {
-      this.#writing--
-    }
+    if (this.#values === this.#db) return writeBatch(this.#db, ops)
+    const puts: Op[] = []
+    const dels: Op[] = []
+    const rest: Op[] = []
+    for (const o of ops) (o.key.startsWith(VALUES) ? (o.type === 'put' ? puts : dels) : rest).push(o)
+    if (puts.length > 0) await writeBatch(this.#values, puts, SYNCED)
+    if (rest.length > 0) await writeBatch(this.#db, rest)
+    if (dels.length > 0) await writeBatch(this.#values, dels)
   }
 
   #exclusive<T>(fn: () => Promise<T>): Promise<T> {
@@ -597,23 +564,8 @@ export class GraphStore {
    * every row whole was a twentieth of a 1,000-id get.
    */
   async #servedRows(ids: string[]): Promise<(ServedRow | undefined)[]> {
-    const out: (ServedRow | undefined)[] = new Array(ids.length)
-    const read: number[] = []
-    for (let n = 0; n < ids.length; n++) {
-      const kept = this.#listed.get(ids[n]!)
-      if (kept === undefined) read.push(n)
-      else {
-        out[n] = kept
-        this.#listed.delete(ids[n]!)
-      }
-    }
-    if (read.length === 0) return out
-    const json = await this.#getMany(read.map((n) => `I!${ids[n]}`))
-    json.forEach((j, k) => {
-      const n = read[k]!
-      out[n] = j === undefined ? undefined : (servedRow(ids[n]!, j) ?? parseRow(ids[n]!, j))
-    })
-    return out
+    const json = await this.#getMany(ids.map((i) => `I!${i}`))
+    return json.map((j, n) => (j === undefined ? undefined : (servedRow(ids[n]!, j) ?? parseRow(ids[n]!, j))))
   }
 
   async #current<V extends string | Buffer, R extends Pick<Row, 's'>>(ids: string[], buffers: boolean, read: (ids: string[]) => Promise<(R | undefined)[]>): Promise<{ row: R; xml: V }[]> {
@@ -655,11 +607,7 @@ export class GraphStore {
       scan: for (;;) {
         const batch = await it.nextv(1000)
         if (batch.length === 0) break
-        const writes = this.#rowWrites
-        const quiet = this.#writing === 0
         const found = await this.rows(batch.map(([, id]) => id!))
-        const keep = quiet && writes === this.#rowWrites
-        if (keep && this.#listed.size >= LISTED_MAX) this.#listed.clear()
         for (let n = 0; n < found.length; n++) {
           const r = found[n]
           // Every index key ends with the SEQ; an id edited meanwhile has moved on and is listed at its new place.
@@ -669,7 +617,6 @@ export class GraphStore {
             break scan
           }
           rows.push(r)
-          if (keep && !hasAttachments(r)) this.#listed.set(r.i, { i: r.i, s: r.s, n: r.n, l: NO_LINKS })
         }
       }
     } finally {

@@ -6,6 +6,11 @@ import type { GraphStore, Row } from './graph-store.js'
 
 export const INLINE_BLOB_MAX = 256 * 1024
 
+/** Whether a row links attachments (the only models servedModelXml may change). */
+export function hasAttachments(row: Pick<Row, 'l'>): boolean {
+  return row.l.some((l) => l.startsWith('attachment\0'))
+}
+
 export async function servedModelXml(store: GraphStore, row: Pick<Row, 'l'>, xml: string): Promise<string> {
   let extra = ''
   for (const l of row.l) {
