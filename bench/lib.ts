@@ -277,9 +277,12 @@ export function sampleRss(pids: number[], everyMs = 100): { stop(): Record<numbe
 
 const TICK_MS = 10
 
+/** CPU ms used so far by each thread of a process, by thread id. */
+type ThreadCpu = Map<string, { comm: string; ms: number }>
+
 /** CPU ms per thread of a process, keyed `tid comm` (comm: node = main thread, libuv-worker, V8 DefaultWorke…). */
-export function threadCpu(pid: number): Map<string, { comm: string; ms: number }> {
-  const out = new Map<string, { comm: string; ms: number }>()
+export function threadCpu(pid: number): ThreadCpu {
+  const out: ThreadCpu = new Map()
   let tids: string[]
   try {
     tids = readdirSync(`/proc/${pid}/task`)
@@ -317,11 +320,20 @@ export async function settle(pids: number[], opts: { windowMs?: number; idleCore
   return { ms: round(performance.now() - t0), quiet: false }
 }
 
+/** CPU ms each thread used between two threadCpu snapshots (threads that used none left out). */
+function usedBetween(before: ThreadCpu, after: ThreadCpu): { tid: string; comm: string; ms: number }[] {
+  const out: { tid: string; comm: string; ms: number }[] = []
+  for (const [tid, a] of after) {
+    const ms = a.ms - (before.get(tid)?.ms ?? 0)
+    if (ms > 0) out.push({ tid, comm: a.comm, ms })
+  }
+  return out
+}
+
 /** CPU ms per thread between two snapshots, largest first: `["tid name", ms]` (the main thread is named main). */
-export function threadDeltas(before: Map<string, { comm: string; ms: number }>, after: Map<string, { comm: string; ms: number }>): [string, number][] {
-  return [...after]
-    .map(([tid, a]): [string, number] => [`${tid} ${a.comm}`, a.ms - (before.get(tid)?.ms ?? 0)])
-    .filter(([, ms]) => ms > 0)
+export function threadDeltas(before: ThreadCpu, after: ThreadCpu): [string, number][] {
+  return usedBetween(before, after)
+    .map(({ tid, comm, ms }): [string, number] => [`${tid} ${comm}`, ms])
     .sort((x, y) => y[1] - x[1])
 }
 
@@ -329,14 +341,14 @@ export function threadDeltas(before: Map<string, { comm: string; ms: number }>, 
  * CPU ms used between two threadCpu snapshots, by thread kind: main (the JS
  * thread), pool (libuv workers: async crypto.verify, LevelDB reads and
  * writes), v8 (GC and compiler helpers), other (LevelDB's compaction thread…).
+ * Node 20 leaves its libuv and V8 threads unnamed ("node"): there they all
+ * count as other.
  */
-export function cpuDelta(before: Map<string, { comm: string; ms: number }>, after: Map<string, { comm: string; ms: number }>): Record<string, number> {
+export function cpuDelta(before: ThreadCpu, after: ThreadCpu): Record<string, number> {
   const byKind: Record<string, number> = {}
-  for (const [tid, a] of after) {
-    const d = a.ms - (before.get(tid)?.ms ?? 0)
-    if (d <= 0) continue
-    const kind = a.comm === 'main' ? 'main' : /libuv/.test(a.comm) ? 'pool' : /V8|DefaultWork/i.test(a.comm) ? 'v8' : 'other'
-    byKind[kind] = (byKind[kind] ?? 0) + d
+  for (const { comm, ms } of usedBetween(before, after)) {
+    const kind = comm === 'main' ? 'main' : /libuv/.test(comm) ? 'pool' : /V8|DefaultWork/i.test(comm) ? 'v8' : 'other'
+    byKind[kind] = (byKind[kind] ?? 0) + ms
   }
   return byKind
 }

@@ -12,3 +12,13 @@ export async function tempDir(prefix = 'dipd-test-'): Promise<{ path: string; re
   const path = await mkdtemp(join(tmpdir(), prefix))
   return { path, remove: () => rm(path, { recursive: true, force: true }) }
 }
+
+/** Runs `fn` with a new temporary folder's path; the folder is removed afterwards, whatever `fn` does. */
+export async function withTempDir<T>(fn: (path: string) => Promise<T>): Promise<T> {
+  const dir = await tempDir()
+  try {
+    return await fn(dir.path)
+  } finally {
+    await dir.remove()
+  }
+}

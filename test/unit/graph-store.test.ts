@@ -5,7 +5,7 @@ import { join } from 'node:path'
 import { Level } from 'level'
 import { GraphStore, servedRow } from '../../src/store/graph-store.js'
 import { runGraphStoreSuite } from '../suites/graph-store-suite.js'
-import { tempDir } from '../helpers.js'
+import { tempDir, withTempDir } from '../helpers.js'
 import { generateKeyPair, makePost } from '../factory.js'
 
 runGraphStoreSuite('memory', async () => {
@@ -26,23 +26,20 @@ runGraphStoreSuite('leveldb', async () => {
 })
 
 test('leveldb: data, store order and cursors survive a reopen; a second opener is DIP_DATA_LOCKED', async () => {
-  const dir = await tempDir()
   const key = generateKeyPair()
-  try {
-    const a = await GraphStore.openLevel(dir.path)
+  await withTempDir(async (dir) => {
+    const a = await GraphStore.openLevel(dir)
     await a.commit([makePost(key, { localId: 1 }), makePost(key, { localId: 2 })])
     const cursor = a.cursor(2)
-    await assert.rejects(GraphStore.openLevel(dir.path), { code: 'DIP_DATA_LOCKED' })
+    await assert.rejects(GraphStore.openLevel(dir), { code: 'DIP_DATA_LOCKED' })
     await a.close()
-    const b = await GraphStore.openLevel(dir.path)
+    const b = await GraphStore.openLevel(dir)
     assert.equal(await b.count(), 2)
     assert.equal(b.readCursor(cursor), 2)
     assert.deepEqual(await b.commit([makePost(key, { localId: 3 })]), ['stored'])
     assert.deepEqual((await b.list({ model: 'post', facets: [], afterSeq: 2, limit: 10 })).rows.map((r) => r.s), [3])
     await b.close()
-  } finally {
-    await dir.remove()
-  }
+  })
 })
 
 test('property: LevelDB and memory stores agree on random commit sequences, and every order converges', async () => {
@@ -50,13 +47,12 @@ test('property: LevelDB and memory stores agree on random commit sequences, and 
   const versions = Array.from({ length: 12 }, (_, i) =>
     makePost(keys[i % 2]!, { localId: i % 4, title: `v${i}`, tags: i % 3 ? ['t'] : [], updateTime: `2020-01-0${1 + (i % 3)}T00:00:00Z` }),
   )
-  const dir = await tempDir()
-  let run = 0
-  try {
+  await withTempDir(async (dir) => {
+    let run = 0
     await fc.assert(
       fc.asyncProperty(fc.array(fc.integer({ min: 0, max: versions.length - 1 }), { minLength: 1, maxLength: 20 }), fc.integer({ min: 1, max: 5 }), async (picks, batch) => {
         const mem = await GraphStore.openMemory()
-        const lvl = await GraphStore.openLevel(`${dir.path}/${run++}`)
+        const lvl = await GraphStore.openLevel(`${dir}/${run++}`)
         try {
           for (let i = 0; i < picks.length; i += batch) {
             const models = picks.slice(i, i + batch).map((p) => versions[p]!)
@@ -77,31 +73,28 @@ test('property: LevelDB and memory stores agree on random commit sequences, and 
       }),
       { numRuns: 25 },
     )
-  } finally {
-    await dir.remove()
-  }
+  })
 })
 
 test('leveldb: a store of an older key layout (model bytes under M!<hash>, or V!<SEQ> in the store) is moved to the values store on open, also after a crash midway', async () => {
-  const dir = await tempDir()
-  const key = generateKeyPair()
-  const posts = Array.from({ length: 1205 }, (_, i) => makePost(key, { localId: i + 1 }))
-  const edited = makePost(key, { localId: 7, title: 'edited', updateTime: '2030-01-01T00:00:00Z' })
-  const seqKey = (s: number) => s.toString(16).padStart(16, '0')
-  const open = async (path: string) => {
-    const db = new Level<string, string>(path, { keyEncoding: 'utf8', valueEncoding: 'utf8' })
-    await db.open()
-    return db
-  }
-  try {
-    const a = await GraphStore.openLevel(dir.path)
+  await withTempDir(async (dir) => {
+    const key = generateKeyPair()
+    const posts = Array.from({ length: 1205 }, (_, i) => makePost(key, { localId: i + 1 }))
+    const edited = makePost(key, { localId: 7, title: 'edited', updateTime: '2030-01-01T00:00:00Z' })
+    const seqKey = (s: number) => s.toString(16).padStart(16, '0')
+    const open = async (path: string) => {
+      const db = new Level<string, string>(path, { keyEncoding: 'utf8', valueEncoding: 'utf8' })
+      await db.open()
+      return db
+    }
+    const a = await GraphStore.openLevel(dir)
     await a.commit(posts)
     await a.commit([edited])
     await a.close()
     // Rewrite it in the old layouts: the first 300 rows as if a migration had
     // moved them and then crashed, the next 300 in layout 2, the rest in layout 1.
-    const raw = await open(dir.path)
-    const values = await open(join(dir.path, 'values'))
+    const raw = await open(dir)
+    const values = await open(join(dir, 'values'))
     const rows: { h: string; s: number }[] = []
     for await (const [, json] of raw.iterator({ gt: 'I!', lt: 'I"' })) rows.push(JSON.parse(json) as { h: string; s: number })
     assert.equal(rows.length, 1205)
@@ -118,14 +111,14 @@ test('leveldb: a store of an older key layout (model bytes under M!<hash>, or V!
     await raw.close()
     await values.close()
 
-    const b = await GraphStore.openLevel(dir.path)
+    const b = await GraphStore.openLevel(dir)
     const got = await b.getModels(posts.map((p) => p.idText))
     const expected = posts.map((p) => (p.idText === edited.idText ? edited.xml : p.xml))
     assert.deepEqual(got.map((g) => g.xml), expected, 'every current version reads back, moved or not')
     assert.deepEqual(await b.commit([makePost(key, { localId: 9, title: 'edited too', updateTime: '2030-01-01T00:00:00Z' })]), ['stored'])
     await b.close()
-    const after = await open(dir.path)
-    const afterValues = await open(join(dir.path, 'values'))
+    const after = await open(dir)
+    const afterValues = await open(join(dir, 'values'))
     assert.deepEqual(await after.keys({ gte: 'M!', lt: 'M"' }).all(), [], 'nothing left under M!')
     assert.deepEqual(await after.keys({ gte: 'V!', lt: 'V"' }).all(), [], 'nor under V! in the store')
     assert.equal((await afterValues.keys({ gte: 'V!', lt: 'V"' }).all()).length, 1205, 'one value per current version')
@@ -133,32 +126,29 @@ test('leveldb: a store of an older key layout (model bytes under M!<hash>, or V!
     await after.put('X!layout', '4')
     await after.close()
     await afterValues.close()
-    await assert.rejects(GraphStore.openLevel(dir.path), { code: 'DIP_DATA_INVALID' })
+    await assert.rejects(GraphStore.openLevel(dir), { code: 'DIP_DATA_INVALID' })
     // …and the refused store was closed again: its owner can open it.
-    const again = await open(dir.path)
+    const again = await open(dir)
     await again.close()
-  } finally {
-    await dir.remove()
-  }
+  })
 })
 
 test('leveldb: bytes a crashed commit left in the values store (no row names them) are overwritten by the next commit', async () => {
-  const dir = await tempDir()
-  const key = generateKeyPair()
-  const seqKey = (s: number) => s.toString(16).padStart(16, '0')
-  try {
-    const a = await GraphStore.openLevel(dir.path)
+  await withTempDir(async (dir) => {
+    const key = generateKeyPair()
+    const seqKey = (s: number) => s.toString(16).padStart(16, '0')
+    const a = await GraphStore.openLevel(dir)
     await a.commit([makePost(key, { localId: 1 }), makePost(key, { localId: 2 })])
     await a.close()
     // A commit killed after its values were synced, before its rows: bytes at SEQ 3 and 4, X!seq still 2.
-    const values = new Level<string, string>(join(dir.path, 'values'), { keyEncoding: 'utf8', valueEncoding: 'utf8' })
+    const values = new Level<string, string>(join(dir, 'values'), { keyEncoding: 'utf8', valueEncoding: 'utf8' })
     await values.open()
     await values.batch([
       { type: 'put', key: `V!${seqKey(3)}`, value: '<model>orphan 3</model>' },
       { type: 'put', key: `V!${seqKey(4)}`, value: '<model>orphan 4</model>' },
     ])
     await values.close()
-    const b = await GraphStore.openLevel(dir.path)
+    const b = await GraphStore.openLevel(dir)
     assert.equal(b.lastSeq, 2)
     assert.equal(await b.count(), 2, 'orphan bytes are no models')
     const p3 = makePost(key, { localId: 3 })
@@ -167,9 +157,7 @@ test('leveldb: bytes a crashed commit left in the values store (no row names the
     assert.equal(got?.row.s, 3)
     assert.equal(got?.xml, p3.xml, 'the new version owns SEQ 3')
     await b.close()
-  } finally {
-    await dir.remove()
-  }
+  })
 })
 
 test('servedRow reads SEQ and name off a row as commit writes it, and gives up on anything else', () => {
@@ -193,25 +181,24 @@ test('servedRow reads SEQ and name off a row as commit writes it, and gives up o
 })
 
 test('leveldb: rows of the older form (id and sender key inside) read as before, and an edit drops all their entries', async () => {
-  const dir = await tempDir()
-  const alice = generateKeyPair()
-  const bob = generateKeyPair()
-  try {
+  await withTempDir(async (dir) => {
+    const alice = generateKeyPair()
+    const bob = generateKeyPair()
     const op = makePost(alice, { localId: 1, tags: ['x'] })
     const reply = makePost(bob, { localId: 2, thread: op.idText, text: `see [post]${op.idText}[/post]` })
-    const a = await GraphStore.openLevel(dir.path)
+    const a = await GraphStore.openLevel(dir)
     await a.commit([op, reply])
     const before = await a.rows([op.idText, reply.idText])
     await a.close()
     // Rewrite the rows as stores before 2026-11-23 wrote them.
-    const raw = new Level<string, string>(dir.path)
+    const raw = new Level<string, string>(dir)
     for await (const [key, json] of raw.iterator({ gt: 'I!', lt: 'I"' })) {
       const id = key.slice(2)
       await raw.put(key, JSON.stringify({ i: id, ...JSON.parse(json), k: id.split('::')[1] }))
     }
     assert.match((await raw.get(`I!${op.idText}`))!, /^\{"i":"/)
     await raw.close()
-    const b = await GraphStore.openLevel(dir.path)
+    const b = await GraphStore.openLevel(dir)
     assert.deepEqual(await b.rows([op.idText, reply.idText]), before)
     assert.deepEqual((await b.getModelBytes([reply.idText])).map((f) => [f.row.i, f.row.s, f.row.n]), [[reply.idText, before[1]!.s, 'post']])
     const edited = makePost(alice, { localId: 1, tags: ['y'], updateTime: '2030-01-01T00:00:00Z' })
@@ -219,26 +206,23 @@ test('leveldb: rows of the older form (id and sender key inside) read as before,
     const byAlice = await b.list({ model: 'post', facets: [], allow: new Set([alice.publicKeyHex]), afterSeq: 0, limit: 10 })
     assert.deepEqual(byAlice.rows.map((r) => [r.i, r.h]), [[op.idText, edited.hash]])
     await b.close()
-    const after = new Level<string, string>(dir.path)
+    const after = new Level<string, string>(dir)
     assert.equal((await after.keys({ gt: `K!${alice.publicKeyHex}!`, lt: `K!${alice.publicKeyHex}"` }).all()).length, 1, 'the old version left no sender-key entry behind')
     assert.deepEqual(await after.keys({ gt: 'F!tag!x\0', lt: 'F!tag!x\x01' }).all(), [], 'nor its tag entry')
     await after.close()
-  } finally {
-    await dir.remove()
-  }
+  })
 })
 
 test('leveldb: rows as commit writes them take the short way of servedRow (the get path parses none of them whole)', async () => {
-  const dir = await tempDir()
-  const key = generateKeyPair()
-  try {
-    const store = await GraphStore.openLevel(dir.path)
+  await withTempDir(async (dir) => {
+    const key = generateKeyPair()
+    const store = await GraphStore.openLevel(dir)
     const op = makePost(key, { localId: 1, tags: ['x'] })
     const reply = makePost(key, { localId: 2, thread: op.idText, text: `see [post]${op.idText}[/post]` })
     await store.commit([op, reply], undefined, 'http://127.0.0.1:9')
     const whole = await store.rows([op.idText, reply.idText])
     await store.close()
-    const db = new Level<string, string>(dir.path)
+    const db = new Level<string, string>(dir)
     try {
       for (const row of whole) {
         const json = await db.get(`I!${row!.i}`)
@@ -247,7 +231,5 @@ test('leveldb: rows as commit writes them take the short way of servedRow (the g
     } finally {
       await db.close()
     }
-  } finally {
-    await dir.remove()
-  }
+  })
 })
