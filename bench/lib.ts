@@ -280,7 +280,7 @@ const TICK_MS = 10
 /** CPU ms used so far by each thread of a process, by thread id. */
 type ThreadCpu = Map<string, { comm: string; ms: number }>
 
-/** CPU ms per thread of a process, keyed `tid comm` (comm: node = main thread, libuv-worker, V8 DefaultWorke…). */
+/** CPU ms per thread of a process, by thread id; comm is main for the main thread, else the thread's name (node for all of them on Node 20). */
 export function threadCpu(pid: number): ThreadCpu {
   const out: ThreadCpu = new Map()
   let tids: string[]
