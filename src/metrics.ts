@@ -16,7 +16,7 @@
 // nodejs_heap_size_total_bytes / _used_bytes, nodejs_external_memory_bytes,
 // nodejs_eventloop_lag_seconds, nodejs_gc_duration_seconds, CPU, handles.
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client'
-import { verifyEngine } from './crypto/ed25519.js'
+import { verifyEngine, verifyWorkerFailures } from './crypto/ed25519.js'
 
 export interface OutboxView {
   url: string
@@ -61,12 +61,21 @@ export class Metrics {
     this.pullModels = new Counter({ name: 'dipd_pull_models_total', help: 'Models stored by pulls, per peer', labelNames: ['peer'], registers })
     new Gauge({
       name: 'dipd_verify_engine',
-      help: 'The library that checks signatures first (1): libsodium in a worker, or openssl once the worker failed',
+      help: 'The library that checks signatures first (1): libsodium in a worker, or openssl (no libsodium, or the pause after the worker failed)',
       labelNames: ['engine'],
       registers,
       collect() {
         this.reset()
         this.set({ engine: verifyEngine() }, 1)
+      },
+    })
+    new Counter({
+      name: 'dipd_verify_worker_failures_total',
+      help: 'Times the libsodium worker failed; it is started again after a pause, OpenSSL checking meanwhile',
+      registers,
+      collect() {
+        this.reset()
+        this.inc(verifyWorkerFailures())
       },
     })
     this.pullSeconds = new Histogram({ name: 'dipd_pull_seconds', help: 'Duration of pulls', labelNames: ['peer'], buckets: [0.05, 0.2, 1, 5, 30, 120, 600], registers })

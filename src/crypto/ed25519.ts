@@ -8,8 +8,9 @@
 // pool, so the answer is always OpenSSL's (PROTOCOL.md §4: "as OpenSSL
 // verifies"). libsodium is the stricter of the two (it also refuses keys and
 // R of small order), so its yes is OpenSSL's yes; tests check both ways.
-// Messages over 64 KB (whole answers) go to OpenSSL directly. Without the
-// worker (it failed to start or died) every check is OpenSSL's.
+// Messages over 64 KB (whole answers) go to OpenSSL directly. A worker that
+// fails is started again after a pause, OpenSSL answering meanwhile; without
+// libsodium (sodium-native does not load) every check is OpenSSL's.
 // Portable path: @noble/ed25519 with RFC 8032 strict checks (zip215: false),
 // cross-checked against the built-in one in tests.
 import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, sign as nodeSign, verify as nodeVerify, type KeyObject } from 'node:crypto'
@@ -119,11 +120,29 @@ interface Group {
   resolve(ok: Uint8Array): void
 }
 
-/** Collects checks into batches for the libsodium worker (see the header). */
+/** A failed worker is started again after this long, doubled after each failure in a row, at most WORKER_RETRY_MAX. */
+const WORKER_RETRY_MS = 1000
+const WORKER_RETRY_MAX = 60_000
+
+/**
+ * Collects checks into batches for the libsodium worker (see the header).
+ * A worker that fails (throws, exits, dies) is started again for later
+ * batches after a pause that doubles with each failure in a row (1 s up to
+ * a minute; a batch it answers resets it); meanwhile, and for what it held,
+ * OpenSSL answers. Without libsodium (sodium-native does not load), or once
+ * closed, OpenSSL answers everything.
+ */
 export class BatchVerifier {
   readonly #workerUrl: URL
+  readonly #retryMs: number
   #worker: Worker | undefined
+  /** for good: libsodium is unavailable, or the verifier is closed */
   #broken = false
+  /** no worker is started before this time (ms since the epoch) */
+  #retryAt = 0
+  #retryDelay: number
+  #failures = 0
+  #workerChecks = 0
   #queue: Group[] = []
   #count = 0
   #bytes = 0
@@ -131,14 +150,21 @@ export class BatchVerifier {
   readonly #pending = new Map<number, Group[]>()
   #nextId = 1
 
-  /** `workerUrl`: the worker script (tests give a broken one). */
-  constructor(workerUrl = new URL('./verify-worker.js', import.meta.url)) {
+  /** `workerUrl`: the worker script (tests give broken ones); `retryMs`: the first pause before a failed worker is started again. */
+  constructor(workerUrl = new URL('./verify-worker.js', import.meta.url), options: { retryMs?: number } = {}) {
     this.#workerUrl = workerUrl
+    this.#retryMs = options.retryMs ?? WORKER_RETRY_MS
+    this.#retryDelay = this.#retryMs
   }
 
-  /** Which library gives the first answer: libsodium until its worker fails, then OpenSSL alone. */
+  /** Which library gives the first answer now: libsodium, or OpenSSL alone (no libsodium, or a failed worker's pause). */
   get engine(): 'libsodium' | 'openssl' {
-    return this.#broken ? 'openssl' : 'libsodium'
+    return this.#broken || (this.#worker === undefined && Date.now() < this.#retryAt) ? 'openssl' : 'libsodium'
+  }
+
+  /** How many times the worker failed, and how many checks it answered. */
+  get stats(): { workerFailures: number; workerChecks: number } {
+    return { workerFailures: this.#failures, workerChecks: this.#workerChecks }
   }
 
   verify(key: string, message: Uint8Array, signature: Uint8Array): Promise<boolean> {
@@ -216,12 +242,17 @@ export class BatchVerifier {
   }
 
   #start(): Worker | undefined {
-    if (this.#worker || this.#broken) return this.#worker
+    if (this.#worker || this.#broken || Date.now() < this.#retryAt) return this.#worker
     try {
       const w = new Worker(this.#workerUrl)
-      w.on('message', (m: BatchAnswer | { unavailable: string }) => ('unavailable' in m ? this.#fail() : this.#answer(m)))
-      w.on('error', () => this.#fail())
-      w.on('exit', () => this.#fail())
+      // Only the current worker's events count: a failed one still says 'exit' after its 'error'.
+      w.on('message', (m: BatchAnswer | { unavailable: string }) => {
+        if (this.#worker !== w) return
+        if ('unavailable' in m) this.#lost(true)
+        else this.#answer(m)
+      })
+      w.on('error', () => this.#worker === w && this.#lost(false))
+      w.on('exit', () => this.#worker === w && this.#lost(false))
       w.unref()
       this.#worker = w
     } catch {
@@ -235,6 +266,8 @@ export class BatchVerifier {
     if (!groups) return
     this.#pending.delete(id)
     if (this.#pending.size === 0) this.#worker?.unref()
+    this.#retryDelay = this.#retryMs
+    this.#workerChecks += ok.length
     let i = 0
     for (const g of groups) {
       for (const n of g.sent) {
@@ -249,17 +282,25 @@ export class BatchVerifier {
     void verifyOpenSsl(c.key, c.message, signatureBytes(c.signature)).then((ok) => this.#settle(g, n, ok))
   }
 
-  /** Ends the worker (answers still due are given by OpenSSL). */
+  /** Ends the worker for good (answers still due are given by OpenSSL). */
   async close(): Promise<void> {
-    this.#fail()
+    this.#lost(true)
   }
 
-  /** The worker is gone: what it held and all that follows is checked by OpenSSL. */
-  #fail(): void {
+  /**
+   * The worker is gone: what it held is checked by OpenSSL, and so is all
+   * that follows, for good (`forGood`) or until the pause is over.
+   */
+  #lost(forGood: boolean): void {
     if (this.#broken) return
-    this.#broken = true
     const worker = this.#worker
     this.#worker = undefined
+    if (forGood) this.#broken = true
+    else {
+      this.#failures++
+      this.#retryAt = Date.now() + this.#retryDelay
+      this.#retryDelay = Math.min(this.#retryDelay * 2, WORKER_RETRY_MAX)
+    }
     void worker?.terminate()
     for (const groups of this.#pending.values()) for (const g of groups) for (const n of g.sent) this.#openSsl(g, n)
     this.#pending.clear()
@@ -270,6 +311,9 @@ const batchVerifier = new BatchVerifier()
 
 /** Which library verifyAsync asks first (see BatchVerifier.engine). */
 export const verifyEngine = (): 'libsodium' | 'openssl' => batchVerifier.engine
+
+/** How many times verifyAsync's worker failed (it is started again, see BatchVerifier). */
+export const verifyWorkerFailures = (): number => batchVerifier.stats.workerFailures
 
 /**
  * Strict verify for bulk use, off the main thread: libsodium in a worker,
