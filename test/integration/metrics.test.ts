@@ -43,6 +43,7 @@ test('metrics count stored models, answers by type and status, pulls and the out
     assert.equal(value(tb, `dipd_pull_seconds_count{peer="${A.url}"}`), 1)
     // B checked A's signatures with libsodium (its worker runs in this test process).
     assert.equal(value(tb, 'dipd_verify_engine{engine="libsodium"}'), 1)
+    assert.equal(value(tb, 'dipd_verify_worker_failures_total'), 0)
     // The process figures an operator sizes a node by.
     const rss = value(tb, 'process_resident_memory_bytes') ?? 0
     const heap = value(tb, 'nodejs_heap_size_used_bytes') ?? 0
