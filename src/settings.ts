@@ -7,7 +7,7 @@
 //     "rateLimit": { "max": 3000, "windowSeconds": 60 }, // sync requests per client address; max 0 = off
 //     "pullIntervalSeconds": 60,                      // how often pull peers (dipd peer add --pull) are pulled
 //     "fetchOnMiss": false,                           // a get for ids this node lacks asks the peer their key is pinned to
-//     "heapGrowingPercent": 100                       // dipd serve: V8 grows its heap to (1 + this/100) x the live data; 0 = V8's own (up to 4x)
+//     "heapGrowingPercent": 100                       // dipd serve, and CLI commands that open DIR: V8 grows its heap to (1 + this/100) x the live data; 0 = V8's own (up to 4x)
 //   }
 //
 // Defaults are PROTOCOL.md §1's; all limits are published in the manifest.

@@ -1,7 +1,6 @@
 #!/usr/bin/env node
 // dipd: the command line. Every failure prints its DIP_* code and exits
 // non-zero (1 for a failed operation, 2 for a usage mistake).
-import { setFlagsFromString } from 'node:v8'
 import { Command, CommanderError, Option } from 'commander'
 import { DipError } from '../errors.js'
 import { initDataDir, readKeyFile } from '../data-dir.js'
@@ -11,7 +10,7 @@ import type { PullProgress, PullSummary } from '../sync/pull.js'
 import type { PeerRecord } from '../store/graph-store.js'
 import type { LocalOp } from '../http/local-routes.js'
 import type { PeerStatus } from '../sync/replicator.js'
-import { withNode } from './target.js'
+import { applyHeapSetting, withNode } from './target.js'
 import { ProgressView } from './progress.js'
 import { prettyXml } from './pretty.js'
 
@@ -101,8 +100,7 @@ program
     const port = Number(o.port)
     if (!Number.isInteger(port) || port < 0 || port > 65535) throw new DipError('DIP_USAGE', `--port ${o.port} is not a port`)
     const daemon = await startDaemon({ dataDir: o.data, host: o.host, port, logger: o.log ?? false })
-    // A process-wide V8 flag, so only here and not in startDaemon (a library call); V8 reads it at every collection.
-    if (daemon.settings.heapGrowingPercent > 0) setFlagsFromString(`--heap-growing-percent=${daemon.settings.heapGrowingPercent}`)
+    applyHeapSetting(daemon.settings)
     process.stdout.write(`dipd serving ${daemon.node.nodeKey} at ${daemon.url} (data ${o.data})\n`)
     const stop = () => {
       daemon.close().then(

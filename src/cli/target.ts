@@ -2,11 +2,13 @@
 // `dipd serve` holds the data folder, commands go to it over the loopback
 // local API (token in DIR/daemon.json); otherwise they open the folder
 // themselves.
+import { setFlagsFromString } from 'node:v8'
 import { request } from 'undici'
 import { DipError, isDipCode, type DipCode } from '../errors.js'
 import { readDaemonInfo, type DaemonInfo } from '../data-dir.js'
 import { openNode } from '../daemon.js'
 import type { DipNode, LocalFilter } from '../node.js'
+import type { Settings } from '../settings.js'
 import type { PullProgress, PullSummary } from '../sync/pull.js'
 
 export class LocalApi {
@@ -73,10 +75,20 @@ async function daemonAlive(info: DaemonInfo): Promise<boolean> {
 }
 
 /** Runs an operation in the daemon that holds `dir`, or on the folder directly. */
+/**
+ * V8's heap growth as DIR/settings.json says (heapGrowingPercent). A
+ * process-wide flag, so the CLI sets it (for `serve`, and for a command
+ * that opens the store itself, such as a long pull), not the library calls.
+ */
+export function applyHeapSetting(settings: Settings): void {
+  if (settings.heapGrowingPercent > 0) setFlagsFromString(`--heap-growing-percent=${settings.heapGrowingPercent}`)
+}
+
 export async function withNode<T>(dir: string, how: { local: (node: DipNode) => Promise<T>; remote: (api: LocalApi) => Promise<T> }): Promise<T> {
   const info = await readDaemonInfo(dir)
   if (info && (await daemonAlive(info))) return how.remote(new LocalApi(info))
   const node = await openNode({ dataDir: dir })
+  applyHeapSetting(node.settings)
   try {
     return await how.local(node)
   } finally {
