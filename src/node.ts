@@ -138,8 +138,8 @@ export class DipNode {
     return found?.xml
   }
 
-  /** `filter.full`: list from the start instead of the kept cursor (after an unban, say). */
-  async pull(from: string, filter: LocalFilter & { full?: boolean }, onProgress?: (p: PullProgress) => void): Promise<PullSummary> {
+  /** `filter.full`: list from the start instead of the kept cursor (after an unban, say); `signal` stops it early (PullOptions.signal). */
+  async pull(from: string, filter: LocalFilter & { full?: boolean }, onProgress?: (p: PullProgress) => void, signal?: AbortSignal): Promise<PullSummary> {
     const pf: PullFilter = {
       since: filter.since,
       until: filter.until,
@@ -150,7 +150,7 @@ export class DipNode {
     filterTime(filter.since, '--since')
     filterTime(filter.until, '--until')
     const started = performance.now()
-    const summary = await pull(this.deps, { from, model: filter.model ?? 'post', filter: pf, full: filter.full === true, ...(onProgress ? { onProgress } : {}) })
+    const summary = await pull(this.deps, { from, model: filter.model ?? 'post', filter: pf, full: filter.full === true, ...(onProgress ? { onProgress } : {}), ...(signal ? { signal } : {}) })
     this.metrics?.pullModels.inc({ peer: summary.from }, summary.stored)
     this.metrics?.pullSeconds.observe({ peer: summary.from }, (performance.now() - started) / 1000)
     return summary

@@ -56,7 +56,7 @@ function toFilter(o: FilterOpts): LocalFilter {
 
 function printSummary(s: PullSummary): void {
   const lines = [
-    `pulled from ${s.from} in ${(s.ms / 1000).toFixed(1)} s`,
+    `pulled from ${s.from} in ${(s.ms / 1000).toFixed(1)} s${s.interrupted ? ' (interrupted)' : ''}`,
     `  listed    ${s.listed}`,
     `  skipped   ${s.skipped} (already held)`,
     `  fetched   ${s.fetched}`,
@@ -159,15 +159,38 @@ withFilters(
   const filter = { ...toFilter(o), ...(o.full ? { full: true } : {}) }
   const view = new ProgressView(process.stderr)
   const onProgress = (p: PullProgress) => view.update(p)
+  // Ctrl-C stops the pull, committing the batches in flight; a second one quits at once.
+  const interrupt = new AbortController()
+  const onSigint = () => {
+    interrupt.abort()
+    view.stop()
+    process.stderr.write('interrupted: committing the batches in flight (Ctrl-C again quits at once)\n')
+    process.once('SIGINT', () => process.exit(130))
+  }
+  process.once('SIGINT', onSigint)
+  let daemon = false
   try {
     const summary = await withNode(o.data, {
-      local: (node) => node.pull(o.from, filter, onProgress),
-      remote: (api) => api.pull(o.from, filter, onProgress),
+      local: (node) => node.pull(o.from, filter, onProgress, interrupt.signal),
+      remote: (api) => {
+        daemon = true
+        return api.pull(o.from, filter, onProgress, interrupt.signal)
+      },
     })
     view.stop()
     if (o.json) process.stdout.write(JSON.stringify(summary) + '\n')
     else printSummary(summary)
+    if (summary.interrupted) {
+      process.stderr.write('interrupted: the same command goes on from here\n')
+      process.exitCode = 130
+    }
+  } catch (e) {
+    // Through a daemon, the answer ends with the request; the daemon commits what it has in flight.
+    if (!(daemon && interrupt.signal.aborted)) throw e
+    process.stderr.write('interrupted: the daemon commits the batches in flight; the same command goes on from there\n')
+    process.exitCode = 130
   } finally {
+    process.removeListener('SIGINT', onSigint)
     view.stop()
   }
 })

@@ -18,12 +18,13 @@ export class LocalApi {
     this.#info = info
   }
 
-  async #send(method: 'GET' | 'POST', path: string, body?: unknown) {
+  async #send(method: 'GET' | 'POST', path: string, body?: unknown, signal?: AbortSignal) {
     try {
       return await request(this.#info.url + path, {
         method,
         headers: { authorization: `Bearer ${this.#info.token}`, 'content-type': 'application/json' },
         ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+        ...(signal ? { signal } : {}),
       })
     } catch (cause) {
       throw new DipError('DIP_DATA_LOCKED', `the daemon at ${this.#info.url} does not answer`, { cause })
@@ -37,8 +38,9 @@ export class LocalApi {
     return j as T
   }
 
-  async pull(from: string, filter: LocalFilter, onProgress: (p: PullProgress) => void): Promise<PullSummary> {
-    const res = await this.#send('POST', '/api/local/pull', { from, filter })
+  /** `signal` ends the request: the daemon then stops the pull, committing the batches in flight. */
+  async pull(from: string, filter: LocalFilter, onProgress: (p: PullProgress) => void, signal?: AbortSignal): Promise<PullSummary> {
+    const res = await this.#send('POST', '/api/local/pull', { from, filter }, signal)
     if (res.statusCode !== 200) {
       const j = (await res.body.json().catch(() => ({}))) as { error?: { code: string; message: string } }
       throw toError(j.error)

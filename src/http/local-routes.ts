@@ -21,7 +21,7 @@ export interface LocalNode {
   author(model: string, fields: unknown): Promise<{ id: string; hash: string }>
   listPages(filter: Record<string, unknown>): AsyncGenerator<unknown[]>
   show(id: string): Promise<string | undefined>
-  pull(from: string, filter: Record<string, unknown>, onProgress: (p: unknown) => void): Promise<unknown>
+  pull(from: string, filter: Record<string, unknown>, onProgress: (p: unknown) => void, signal?: AbortSignal): Promise<unknown>
   peers(): Promise<unknown>
   repin(url: string, key?: string): Promise<unknown>
   setPeer(url: string, policy: { allow?: string[]; deny?: string[] }): Promise<unknown>
@@ -134,14 +134,24 @@ export function registerLocalRoutes(app: FastifyInstance, deps: LocalDeps): void
     reply.hijack()
     const res = reply.raw
     res.writeHead(200, { 'content-type': 'application/x-ndjson' })
+    // A client that goes away (Ctrl-C on dipd pull) stops the pull: the batches in flight are committed.
+    const gone = new AbortController()
+    res.once('close', () => {
+      if (!res.writableEnded) gone.abort()
+    })
     let last = 0
     try {
-      const summary = await deps.node.pull(body.from, (body.filter ?? {}) as Record<string, unknown>, (p) => {
-        const now = Date.now()
-        if (now - last < 100) return // at most ten progress lines a second
-        last = now
-        res.write(JSON.stringify({ progress: p }) + '\n')
-      })
+      const summary = await deps.node.pull(
+        body.from,
+        (body.filter ?? {}) as Record<string, unknown>,
+        (p) => {
+          const now = Date.now()
+          if (now - last < 100) return // at most ten progress lines a second
+          last = now
+          res.write(JSON.stringify({ progress: p }) + '\n')
+        },
+        gone.signal,
+      )
       res.end(JSON.stringify({ summary }) + '\n')
     } catch (err) {
       const e = err instanceof DipError ? err : new DipError('DIP_INTERNAL', 'internal error', { cause: err })

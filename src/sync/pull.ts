@@ -49,6 +49,13 @@ export interface PullOptions {
   /** ignore the kept cursor and list from the start */
   full?: boolean
   onProgress?: (p: PullProgress) => void
+  /**
+   * Stops the pull early: no list page or batch is started after it fires,
+   * the batches in flight are committed, and the summary says `interrupted`.
+   * The kept cursor is where those commits left it: the next pull goes on
+   * from there.
+   */
+  signal?: AbortSignal
 }
 
 export interface PullProgress {
@@ -72,6 +79,8 @@ export interface PullSummary {
   rejected: Record<string, number>
   /** listed ids the peer did not return on get */
   missing: number
+  /** set when options.signal stopped the pull before it had listed and fetched everything */
+  interrupted?: true
   requests: number
   bytesIn: number
   ms: number
@@ -268,11 +277,16 @@ export async function pull(deps: PullDeps, options: PullOptions): Promise<PullSu
     report()
   }
 
+  // Interrupted: batches not started yet are dropped (their page is never done, so the kept cursor stays before it).
+  const signal = options.signal
+  const stop = () => queue.clear()
+  signal?.addEventListener('abort', stop, { once: true })
+
   let after = options.full ? undefined : await deps.store.checkpoint(cpName)
   let restarted = false
   let renegotiated = false
   for (;;) {
-    if (failure) break
+    if (failure || signal?.aborted) break
     const t0 = performance.now()
     const page = await client.call('list', listRequestXml(model, filterXml, after, session.listVersion))
     stages.listMs += performance.now() - t0
@@ -309,6 +323,7 @@ export async function pull(deps: PullDeps, options: PullOptions): Promise<PullSu
     progress.listed = s.listed
     progress.wanted += todo.length
     report()
+    if (signal?.aborted) break
     // The cursor is a slice of the list answer: kept as a copy, or every page's body would live until the pull ends.
     const pageNo = pages.push({ next: detached(answer.value.next), pending: Math.ceil(todo.length / batchSize) }) - 1
     for (let i = 0; i < todo.length; i += batchSize) {
@@ -331,9 +346,11 @@ export async function pull(deps: PullDeps, options: PullOptions): Promise<PullSu
     await queue.onSizeLessThan(2)
   }
   await queue.onIdle()
+  signal?.removeEventListener('abort', stop)
   if (failure) throw failure
+  if (signal?.aborted) s.interrupted = true
   // Every listed model was fetched and decided: keep the cursor for next time.
-  if (after !== undefined) await deps.store.commit([], { name: cpName, cursor: after })
+  else if (after !== undefined) await deps.store.commit([], { name: cpName, cursor: after })
   // Trust on first use: a successful sync pins the key it was signed with.
   const now = new Date().toISOString()
   const rejected = Object.values(s.rejected).reduce((a, b) => a + b, 0)

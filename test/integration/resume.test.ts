@@ -3,8 +3,10 @@
 // nothing it had committed is fetched again.
 import { after, before, test } from 'node:test'
 import assert from 'node:assert/strict'
-import { spawn } from 'node:child_process'
+import { spawn, type ChildProcess } from 'node:child_process'
+import { createServer, type Server } from 'node:http'
 import { join } from 'node:path'
+import { request } from 'undici'
 import { GraphStore } from '../../src/store/graph-store.js'
 import { openNode, startDaemon, type Daemon } from '../../src/daemon.js'
 import { storePath } from '../../src/data-dir.js'
@@ -25,10 +27,22 @@ function rng(seed: number): () => number {
   }
 }
 
-/** Runs `dipd pull`; kills it after `killAfterMs` (undefined: lets it finish). Resolves with the exit and its JSON summary if any. */
-function runPull(dir: string, from: string, killAfterMs: number | undefined): Promise<{ code: number | null; signal: string | null; summary?: { stored: number; skipped: number; fetched: number; listed: number } }> {
+interface Summary {
+  stored: number
+  skipped: number
+  fetched: number
+  listed: number
+  interrupted?: true
+}
+
+/**
+ * Runs `dipd pull`; kills it after `killAfterMs` (undefined: lets it finish).
+ * Resolves with the exit and its JSON summary if any; `started` is given the child.
+ */
+function runPull(dir: string, from: string, killAfterMs: number | undefined, started?: (child: ChildProcess) => void): Promise<{ code: number | null; signal: string | null; summary?: Summary }> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [CLI, 'pull', '--data', dir, '--from', from, '--json'], { stdio: ['ignore', 'pipe', 'pipe'] })
+    started?.(child)
     let out = ''
     child.stdout.on('data', (d: Buffer) => (out += d.toString()))
     child.stderr.resume()
@@ -88,7 +102,7 @@ test(`a pull killed ${KILLS} times with SIGKILL ends with exactly the source's m
   const last = await runPull(b.path, A.url, undefined)
   assert.equal(last.code, 0, 'the last pull finishes')
   assert.ok(last.summary, 'with a summary')
-  const summary = last.summary as { listed: number; stored: number; fetched: number }
+  const summary = last.summary as Summary
   assert.equal(before + summary.stored, N, 'the last pull stores exactly what the killed ones had not committed')
   // Listed models already held are skipped before any get: nothing committed is fetched again.
   assert.equal(summary.fetched, summary.stored, `fetched ${summary.fetched}, stored ${summary.stored}`)
@@ -113,4 +127,76 @@ test(`a pull killed ${KILLS} times with SIGKILL ends with exactly the source's m
   const again = await runPull(b.path, A.url, undefined)
   assert.equal(again.code, 0)
   assert.deepEqual([again.summary?.stored, again.summary?.fetched], [0, 0])
+})
+
+/** What B holds: every id once, each with the source's hash. */
+async function assertHoldsSource(dir: string): Promise<void> {
+  const source = new Map((await A.node.list()).map((r) => [r.id, r.hash]))
+  const store = await GraphStore.openLevel(storePath(dir))
+  try {
+    const rows = (await store.list({ model: 'post', facets: [], afterSeq: 0, limit: 100_000 })).rows
+    assert.equal(rows.length, N)
+    assert.equal(store.lastSeq, N, 'each model stored exactly once')
+    for (const r of rows) assert.equal(source.get(r.i), r.h, r.i)
+  } finally {
+    await store.close()
+  }
+}
+
+test('a pull stopped by its signal commits what it has in flight, says interrupted, and the next pull goes on from there', async () => {
+  const b = await tempDir('resume-abort-')
+  dirs.push(b)
+  const node = await openNode({ dataDir: b.path })
+  try {
+    const stop = new AbortController()
+    const first = await node.pull(A.url, {}, (p) => {
+      if (p.stored > 0) stop.abort()
+    }, stop.signal)
+    assert.equal(first.interrupted, true)
+    assert.ok(first.stored > 0 && first.stored < N, `stored ${first.stored} of ${N}`)
+    assert.equal(await node.deps.store.count(), first.stored, 'what it says it stored, and nothing else')
+    const second = await node.pull(A.url, {})
+    assert.equal(second.interrupted, undefined)
+    assert.equal(first.stored + second.stored, N)
+    assert.equal(second.fetched, second.stored, 'nothing stored by the first pull is fetched again')
+  } finally {
+    await node.close()
+  }
+  await assertHoldsSource(b.path)
+})
+
+test('Ctrl-C on dipd pull: exit 130 after committing the batches in flight, and the same command goes on from there', async () => {
+  const b = await tempDir('resume-sigint-')
+  dirs.push(b)
+  // A proxy to A that sends SIGINT to the pull once two get answers went through.
+  let child: ChildProcess | undefined
+  let gets = 0
+  const proxy: Server = createServer((req, res) => {
+    const chunks: Buffer[] = []
+    req.on('data', (c: Buffer) => chunks.push(c))
+    req.on('end', () => {
+      request(A.url + req.url, { method: req.method as 'GET' | 'POST', headers: { 'content-type': req.headers['content-type'] ?? 'application/xml' }, body: req.method === 'GET' ? undefined : Buffer.concat(chunks) })
+        .then(async (r) => {
+          const body = Buffer.from(await r.body.arrayBuffer())
+          res.writeHead(r.statusCode, r.headers as Record<string, string>)
+          res.end(body)
+          if (req.url?.startsWith('/api/sync/get') && ++gets === 2) child?.kill('SIGINT')
+        })
+        .catch(() => res.destroy())
+    })
+  })
+  await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve))
+  const url = `http://127.0.0.1:${(proxy.address() as { port: number }).port}`
+  try {
+    const first = await runPull(b.path, url, undefined, (c) => (child = c))
+    assert.equal(first.code, 130, 'exit 130')
+    assert.equal(first.summary?.interrupted, true, 'the summary says interrupted')
+    assert.ok(first.summary.stored > 0 && first.summary.stored < N, `stored ${first.summary.stored} of ${N}`)
+    const second = await runPull(b.path, url, undefined)
+    assert.equal(second.code, 0)
+    assert.equal(first.summary.stored + (second.summary?.stored ?? 0), N)
+  } finally {
+    await new Promise((resolve) => proxy.close(resolve))
+  }
+  await assertHoldsSource(b.path)
 })
