@@ -83,7 +83,7 @@ export async function startDaemon(config: DaemonConfig): Promise<Daemon> {
   const replicator = new Replicator({
     store: node.deps.store,
     selfUrl: () => selfUrl,
-    pullPeer: (url, filter) => node.pull(url, filter),
+    pullPeer: (url, filter, signal) => node.pull(url, filter, undefined, signal),
     withAttachments: (row, xml) => servedModelXml(node.deps.store, row, xml),
     pullIntervalSeconds: config.pullIntervalSeconds ?? node.settings.pullIntervalSeconds,
   })

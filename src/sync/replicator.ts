@@ -34,8 +34,8 @@ export interface ReplicatorDeps {
   store: GraphStore
   /** this node's own base URL, sent as DIP-From on puts and in pings */
   selfUrl: () => string | undefined
-  /** runs a pull of one peer with its filter (DipNode.pull) */
-  pullPeer: (url: string, filter: Record<string, unknown>) => Promise<unknown>
+  /** runs a pull of one peer with its filter (DipNode.pull); `signal` stops it cleanly (PullOptions.signal) */
+  pullPeer: (url: string, filter: Record<string, unknown>, signal: AbortSignal) => Promise<unknown>
   /** attachment bytes for pushed models (inline, as in get answers) */
   withAttachments: (row: Row, xml: string) => Promise<string>
   pullIntervalSeconds?: number
@@ -93,6 +93,8 @@ export class Replicator {
   #unsubscribe: (() => void) | undefined
   #pullTimer: NodeJS.Timeout | undefined
   #stopped = false
+  /** stops pulls in flight when the replicator stops: they commit their batches in flight and end */
+  readonly #stopping = new AbortController()
 
   constructor(deps: ReplicatorDeps) {
     this.#deps = deps
@@ -182,10 +184,12 @@ export class Replicator {
 
   async stop(): Promise<void> {
     this.#stopped = true
+    this.#stopping.abort()
     this.#unsubscribe?.()
     clearInterval(this.#pullTimer)
     for (const p of this.#peers.values()) clearTimeout(p.timer)
-    // Let deliveries in flight finish briefly; one cut short is offered again later (answered duplicate).
+    // Let deliveries and pulls in flight finish briefly; a delivery cut short is offered again later
+    // (answered duplicate), a pull goes on from its checkpoint.
     const deadline = Date.now() + 2_000
     while ([...this.#peers.values()].some((p) => p.running || p.pulling) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20))
   }
@@ -295,7 +299,7 @@ export class Replicator {
     if (p.pulling || this.#stopped) return
     p.pulling = true
     try {
-      await this.#deps.pullPeer(p.rec.url, p.rec.filter ?? {})
+      await this.#deps.pullPeer(p.rec.url, p.rec.filter ?? {}, this.#stopping.signal)
     } catch {
       /* the next round tries again; `dipd peer list` shows the pin's last sync */
     } finally {

@@ -200,3 +200,25 @@ test('Ctrl-C on dipd pull: exit 130 after committing the batches in flight, and 
   }
   await assertHoldsSource(b.path)
 })
+
+test('a daemon stopped while it pulls a pull peer ends the pull cleanly, and the next pull goes on from its checkpoint', async () => {
+  const b = await tempDir('resume-stop-')
+  dirs.push(b)
+  const B = await startDaemon({ dataDir: b.path, host: '127.0.0.1', port: 0 })
+  await B.node.addPeer(A.url, { pull: true })
+  const deadline = Date.now() + 30_000
+  while ((await B.node.deps.store.count()) === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5))
+  await B.close()
+  const node = await openNode({ dataDir: b.path })
+  try {
+    const held = await node.deps.store.count()
+    // Stopping ends the pull after the batches in flight; it does not wait for the whole listing.
+    assert.ok(held > 0 && held < N, `held ${held} of ${N} after the stop`)
+    const next = await node.pull(A.url, {})
+    assert.equal(held + next.stored, N)
+    assert.equal(next.fetched, next.stored, 'nothing committed before the stop is fetched again')
+  } finally {
+    await node.close()
+  }
+  await assertHoldsSource(b.path)
+})
