@@ -158,7 +158,11 @@ withFilters(
 ).action(async (o: FilterOpts & { data: string; from: string; full?: boolean; json?: boolean }) => {
   const filter = { ...toFilter(o), ...(o.full ? { full: true } : {}) }
   const view = new ProgressView(process.stderr)
-  const onProgress = (p: PullProgress) => view.update(p)
+  let stored = 0
+  const onProgress = (p: PullProgress) => {
+    stored = p.stored
+    view.update(p)
+  }
   // Ctrl-C stops the pull, committing the batches in flight; a second one quits at once.
   const interrupt = new AbortController()
   const onSigint = () => {
@@ -186,9 +190,14 @@ withFilters(
     }
   } catch (e) {
     // Through a daemon, the answer ends with the request; the daemon commits what it has in flight.
-    if (!(daemon && interrupt.signal.aborted)) throw e
-    process.stderr.write('interrupted: the daemon commits the batches in flight; the same command goes on from there\n')
-    process.exitCode = 130
+    if (daemon && interrupt.signal.aborted) {
+      process.stderr.write('interrupted: the daemon commits the batches in flight; the same command goes on from there\n')
+      process.exitCode = 130
+      return
+    }
+    view.stop()
+    if (stored > 0) process.stderr.write(`${daemon ? 'at least ' : ''}${stored} models were stored before the error and are kept; the same command goes on from there\n`)
+    throw e
   } finally {
     process.removeListener('SIGINT', onSigint)
     view.stop()

@@ -37,15 +37,16 @@ interface Summary {
 
 /**
  * Runs `dipd pull`; kills it after `killAfterMs` (undefined: lets it finish).
- * Resolves with the exit and its JSON summary if any; `started` is given the child.
+ * Resolves with the exit, its JSON summary if any and its stderr; `started` is given the child.
  */
-function runPull(dir: string, from: string, killAfterMs: number | undefined, started?: (child: ChildProcess) => void): Promise<{ code: number | null; signal: string | null; summary?: Summary }> {
+function runPull(dir: string, from: string, killAfterMs: number | undefined, started?: (child: ChildProcess) => void): Promise<{ code: number | null; signal: string | null; summary?: Summary; stderr: string }> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [CLI, 'pull', '--data', dir, '--from', from, '--json'], { stdio: ['ignore', 'pipe', 'pipe'] })
     started?.(child)
     let out = ''
+    let err = ''
     child.stdout.on('data', (d: Buffer) => (out += d.toString()))
-    child.stderr.resume()
+    child.stderr.on('data', (d: Buffer) => (err += d.toString()))
     const limit = setTimeout(() => child.kill('SIGKILL'), 60_000)
     const killer = killAfterMs === undefined ? undefined : setTimeout(() => child.kill('SIGKILL'), killAfterMs)
     child.on('error', reject)
@@ -59,7 +60,7 @@ function runPull(dir: string, from: string, killAfterMs: number | undefined, sta
       } catch {
         summary = undefined
       }
-      resolve({ code, signal, summary })
+      resolve({ code, signal, summary, stderr: err })
     })
   })
 }
@@ -165,38 +166,80 @@ test('a pull stopped by its signal commits what it has in flight, says interrupt
   await assertHoldsSource(b.path)
 })
 
-test('Ctrl-C on dipd pull: exit 130 after committing the batches in flight, and the same command goes on from there', async () => {
-  const b = await tempDir('resume-sigint-')
-  dirs.push(b)
-  // A proxy to A that sends SIGINT to the pull once two get answers went through.
-  let child: ChildProcess | undefined
+/**
+ * A proxy to A on loopback. `afterGet(n)` is called once the n-th get
+ * answer went through; while `cutGetsFrom` is set, get requests from that
+ * count on have their connection cut.
+ */
+async function proxyToA(afterGet: (n: number) => void = () => {}): Promise<{ url: string; cutGetsFrom: number | undefined; close(): Promise<void> }> {
   let gets = 0
-  const proxy: Server = createServer((req, res) => {
+  const proxy = {
+    url: '',
+    cutGetsFrom: undefined as number | undefined,
+    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+  }
+  const server: Server = createServer((req, res) => {
     const chunks: Buffer[] = []
     req.on('data', (c: Buffer) => chunks.push(c))
     req.on('end', () => {
+      const get = req.url?.startsWith('/api/sync/get') === true
+      const n = get ? ++gets : 0
+      if (get && proxy.cutGetsFrom !== undefined && n >= proxy.cutGetsFrom) return void res.destroy()
       request(A.url + req.url, { method: req.method as 'GET' | 'POST', headers: { 'content-type': req.headers['content-type'] ?? 'application/xml' }, body: req.method === 'GET' ? undefined : Buffer.concat(chunks) })
         .then(async (r) => {
           const body = Buffer.from(await r.body.arrayBuffer())
           res.writeHead(r.statusCode, r.headers as Record<string, string>)
           res.end(body)
-          if (req.url?.startsWith('/api/sync/get') && ++gets === 2) child?.kill('SIGINT')
+          if (get) afterGet(n)
         })
         .catch(() => res.destroy())
     })
   })
-  await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve))
-  const url = `http://127.0.0.1:${(proxy.address() as { port: number }).port}`
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  proxy.url = `http://127.0.0.1:${(server.address() as { port: number }).port}`
+  return proxy
+}
+
+test('Ctrl-C on dipd pull: exit 130 after committing the batches in flight, and the same command goes on from there', async () => {
+  const b = await tempDir('resume-sigint-')
+  dirs.push(b)
+  // Ctrl-C once two get answers went through.
+  let child: ChildProcess | undefined
+  const proxy = await proxyToA((n) => n === 2 && child?.kill('SIGINT'))
   try {
-    const first = await runPull(b.path, url, undefined, (c) => (child = c))
+    const first = await runPull(b.path, proxy.url, undefined, (c) => (child = c))
     assert.equal(first.code, 130, 'exit 130')
     assert.equal(first.summary?.interrupted, true, 'the summary says interrupted')
     assert.ok(first.summary.stored > 0 && first.summary.stored < N, `stored ${first.summary.stored} of ${N}`)
-    const second = await runPull(b.path, url, undefined)
+    const second = await runPull(b.path, proxy.url, undefined)
     assert.equal(second.code, 0)
     assert.equal(first.summary.stored + (second.summary?.stored ?? 0), N)
   } finally {
-    await new Promise((resolve) => proxy.close(resolve))
+    await proxy.close()
+  }
+  await assertHoldsSource(b.path)
+})
+
+test('a pull whose peer fails midway keeps what it stored, says so, and the same command goes on from there', async () => {
+  const b = await tempDir('resume-cut-')
+  dirs.push(b)
+  const proxy = await proxyToA()
+  proxy.cutGetsFrom = 4
+  try {
+    const first = await runPull(b.path, proxy.url, undefined)
+    assert.equal(first.code, 1)
+    const m = /(\d+) models were stored before the error and are kept/.exec(first.stderr)
+    assert.ok(m, first.stderr)
+    const stored = Number(m[1])
+    assert.ok(stored > 0 && stored < N, `stored ${stored} of ${N}`)
+    assert.match(first.stderr, /DIP_PEER_/)
+    proxy.cutGetsFrom = undefined
+    const second = await runPull(b.path, proxy.url, undefined)
+    assert.equal(second.code, 0)
+    assert.equal(stored + (second.summary?.stored ?? 0), N, 'the count it gave was exact')
+    assert.equal(second.summary?.fetched, second.summary?.stored, 'nothing it had stored is fetched again')
+  } finally {
+    await proxy.close()
   }
   await assertHoldsSource(b.path)
 })
