@@ -200,6 +200,16 @@ async function proxyToA(afterGet: (n: number) => void = () => {}): Promise<{ url
   return proxy
 }
 
+/** A pull through `url` stopped early after storing `stored`: the same command stores the rest, fetching nothing twice, and B holds A's set. */
+async function assertGoesOn(dir: string, url: string, stored: number): Promise<void> {
+  assert.ok(stored > 0 && stored < N, `stored ${stored} of ${N}`)
+  const next = await runPull(dir, url, undefined)
+  assert.equal(next.code, 0)
+  assert.equal(stored + (next.summary?.stored ?? 0), N, 'it stores the rest: the count given was exact')
+  assert.equal(next.summary?.fetched, next.summary?.stored, 'nothing stored before is fetched again')
+  await assertHoldsSource(dir)
+}
+
 test('Ctrl-C on dipd pull: exit 130 after committing the batches in flight, and the same command goes on from there', async () => {
   const b = await tempDir('resume-sigint-')
   dirs.push(b)
@@ -210,14 +220,10 @@ test('Ctrl-C on dipd pull: exit 130 after committing the batches in flight, and 
     const first = await runPull(b.path, proxy.url, undefined, (c) => (child = c))
     assert.equal(first.code, 130, 'exit 130')
     assert.equal(first.summary?.interrupted, true, 'the summary says interrupted')
-    assert.ok(first.summary.stored > 0 && first.summary.stored < N, `stored ${first.summary.stored} of ${N}`)
-    const second = await runPull(b.path, proxy.url, undefined)
-    assert.equal(second.code, 0)
-    assert.equal(first.summary.stored + (second.summary?.stored ?? 0), N)
+    await assertGoesOn(b.path, proxy.url, first.summary.stored)
   } finally {
     await proxy.close()
   }
-  await assertHoldsSource(b.path)
 })
 
 test('a pull whose peer fails midway keeps what it stored, says so, and the same command goes on from there', async () => {
@@ -228,20 +234,14 @@ test('a pull whose peer fails midway keeps what it stored, says so, and the same
   try {
     const first = await runPull(b.path, proxy.url, undefined)
     assert.equal(first.code, 1)
+    assert.match(first.stderr, /DIP_PEER_/)
     const m = /(\d+) models were stored before the error and are kept/.exec(first.stderr)
     assert.ok(m, first.stderr)
-    const stored = Number(m[1])
-    assert.ok(stored > 0 && stored < N, `stored ${stored} of ${N}`)
-    assert.match(first.stderr, /DIP_PEER_/)
     proxy.cutGetsFrom = undefined
-    const second = await runPull(b.path, proxy.url, undefined)
-    assert.equal(second.code, 0)
-    assert.equal(stored + (second.summary?.stored ?? 0), N, 'the count it gave was exact')
-    assert.equal(second.summary?.fetched, second.summary?.stored, 'nothing it had stored is fetched again')
+    await assertGoesOn(b.path, proxy.url, Number(m[1]))
   } finally {
     await proxy.close()
   }
-  await assertHoldsSource(b.path)
 })
 
 test('a daemon stopped while it pulls a pull peer ends the pull cleanly, and the next pull goes on from its checkpoint', async () => {
