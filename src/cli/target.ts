@@ -76,7 +76,6 @@ async function daemonAlive(info: DaemonInfo): Promise<boolean> {
   }
 }
 
-/** Runs an operation in the daemon that holds `dir`, or on the folder directly. */
 /**
  * V8's heap growth as DIR/settings.json says (heapGrowingPercent). A
  * process-wide flag, so the CLI sets it (for `serve`, and for a command
@@ -86,6 +85,7 @@ export function applyHeapSetting(settings: Settings): void {
   if (settings.heapGrowingPercent > 0) setFlagsFromString(`--heap-growing-percent=${settings.heapGrowingPercent}`)
 }
 
+/** Runs an operation in the daemon that holds `dir`, or on the folder directly. */
 export async function withNode<T>(dir: string, how: { local: (node: DipNode) => Promise<T>; remote: (api: LocalApi) => Promise<T> }): Promise<T> {
   const info = await readDaemonInfo(dir)
   if (info && (await daemonAlive(info))) return how.remote(new LocalApi(info))

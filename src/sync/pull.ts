@@ -277,74 +277,82 @@ export async function pull(deps: PullDeps, options: PullOptions): Promise<PullSu
     report()
   }
 
-  // Interrupted: batches not started yet are dropped (their page is never done, so the kept cursor stays before it).
   const signal = options.signal
+  let after = options.full ? undefined : await deps.store.checkpoint(cpName)
+  // Lists page after page, queueing the batches of what is wanted, until the listing ends, fails or is stopped.
+  const listPages = async (): Promise<void> => {
+    let restarted = false
+    let renegotiated = false
+    for (;;) {
+      if (failure || signal?.aborted) break
+      const t0 = performance.now()
+      const page = await client.call('list', listRequestXml(model, filterXml, after, session.listVersion))
+      stages.listMs += performance.now() - t0
+      if (page.head.status !== 'success') {
+        // A peer without a manifest says what it speaks in <supported>: adopt it, once.
+        if (page.head.status === 'not supported' && page.head.supported && !renegotiated) {
+          renegotiated = true
+          const before = `${session.listVersion} ${session.getVersion} ${session.modelVersion}`
+          Object.assign(session, chooseVersions(client.base, def.version, modelName, page.head.supported.requests, page.head.supported.models))
+          if (`${session.listVersion} ${session.getVersion} ${session.modelVersion}` === before) {
+            throw new DipError('DIP_PEER_INCOMPATIBLE', `${client.base} does not speak list ${session.listVersion} with ${modelName} ${session.modelVersion}`)
+          }
+          model = { name: def.name, version: session.modelVersion }
+          continue
+        }
+        // A kept cursor the peer no longer knows (its store was rebuilt): list from the start.
+        if (page.head.code === 'DIP_CURSOR_INVALID' && after !== undefined && !restarted) {
+          after = undefined
+          restarted = true
+          continue
+        }
+        throw client.peerError(page.head)
+      }
+      const answer = readListAnswer(page.root)
+      if (!answer.ok) throw answer.error
+      const rows = answer.value.rows.filter((r) => r.name === modelName)
+      s.listed += rows.length
+      // Held versions, and banned senders (ingest would refuse them anyway), are not fetched.
+      const banned = deps.ingest.banned
+      const fresh = banned.size === 0 ? rows : rows.filter((r) => !banned.has(r.id.split('::')[1]!))
+      const wanted = new Set((await deps.store.wanted(fresh.map((r) => ({ id: r.id, hash: r.hash, timeKey: r.updateTimeKey })))).map((w) => w.hash))
+      const todo = fresh.filter((r) => wanted.has(r.hash))
+      s.skipped += rows.length - todo.length
+      progress.listed = s.listed
+      progress.wanted += todo.length
+      report()
+      if (signal?.aborted) break
+      // The cursor is a slice of the list answer: kept as a copy, or every page's body would live until the pull ends.
+      const pageNo = pages.push({ next: detached(answer.value.next), pending: Math.ceil(todo.length / batchSize) }) - 1
+      for (let i = 0; i < todo.length; i += batchSize) {
+        const batch = todo.slice(i, i + batchSize)
+        queue.add(() => fetchBatch(batch, pageNo)).catch((e: unknown) => {
+          failure ??= e
+          queue.clear()
+        })
+      }
+      if (!answer.value.more) {
+        after = answer.value.next
+        break
+      }
+      // <more/> means the page was cut at its limit: it must bring rows and move the cursor.
+      if (answer.value.rows.length === 0 || answer.value.next === after) {
+        throw new DipError('DIP_PEER_RESPONSE_INVALID', `${client.base} answered <more/> without progress`)
+      }
+      after = answer.value.next
+      // Bounded memory: list ahead only while few batches wait.
+      await queue.onSizeLessThan(2)
+    }
+  }
+
+  // Stopped: batches not started yet are dropped (their page is never done, so the kept cursor stays before it).
   const stop = () => queue.clear()
   signal?.addEventListener('abort', stop, { once: true })
-
-  let after = options.full ? undefined : await deps.store.checkpoint(cpName)
-  let restarted = false
-  let renegotiated = false
-  for (;;) {
-    if (failure || signal?.aborted) break
-    const t0 = performance.now()
-    const page = await client.call('list', listRequestXml(model, filterXml, after, session.listVersion))
-    stages.listMs += performance.now() - t0
-    if (page.head.status !== 'success') {
-      // A peer without a manifest says what it speaks in <supported>: adopt it, once.
-      if (page.head.status === 'not supported' && page.head.supported && !renegotiated) {
-        renegotiated = true
-        const before = `${session.listVersion} ${session.getVersion} ${session.modelVersion}`
-        Object.assign(session, chooseVersions(client.base, def.version, modelName, page.head.supported.requests, page.head.supported.models))
-        if (`${session.listVersion} ${session.getVersion} ${session.modelVersion}` === before) {
-          throw new DipError('DIP_PEER_INCOMPATIBLE', `${client.base} does not speak list ${session.listVersion} with ${modelName} ${session.modelVersion}`)
-        }
-        model = { name: def.name, version: session.modelVersion }
-        continue
-      }
-      // A kept cursor the peer no longer knows (its store was rebuilt): list from the start.
-      if (page.head.code === 'DIP_CURSOR_INVALID' && after !== undefined && !restarted) {
-        after = undefined
-        restarted = true
-        continue
-      }
-      throw client.peerError(page.head)
-    }
-    const answer = readListAnswer(page.root)
-    if (!answer.ok) throw answer.error
-    const rows = answer.value.rows.filter((r) => r.name === modelName)
-    s.listed += rows.length
-    // Held versions, and banned senders (ingest would refuse them anyway), are not fetched.
-    const banned = deps.ingest.banned
-    const fresh = banned.size === 0 ? rows : rows.filter((r) => !banned.has(r.id.split('::')[1]!))
-    const wanted = new Set((await deps.store.wanted(fresh.map((r) => ({ id: r.id, hash: r.hash, timeKey: r.updateTimeKey })))).map((w) => w.hash))
-    const todo = fresh.filter((r) => wanted.has(r.hash))
-    s.skipped += rows.length - todo.length
-    progress.listed = s.listed
-    progress.wanted += todo.length
-    report()
-    if (signal?.aborted) break
-    // The cursor is a slice of the list answer: kept as a copy, or every page's body would live until the pull ends.
-    const pageNo = pages.push({ next: detached(answer.value.next), pending: Math.ceil(todo.length / batchSize) }) - 1
-    for (let i = 0; i < todo.length; i += batchSize) {
-      const batch = todo.slice(i, i + batchSize)
-      queue.add(() => fetchBatch(batch, pageNo)).catch((e: unknown) => {
-        failure ??= e
-        queue.clear()
-      })
-    }
-    if (!answer.value.more) {
-      after = answer.value.next
-      break
-    }
-    // <more/> means the page was cut at its limit: it must bring rows and move the cursor.
-    if (answer.value.rows.length === 0 || answer.value.next === after) {
-      throw new DipError('DIP_PEER_RESPONSE_INVALID', `${client.base} answered <more/> without progress`)
-    }
-    after = answer.value.next
-    // Bounded memory: list ahead only while few batches wait.
-    await queue.onSizeLessThan(2)
-  }
+  // A failed list page ends the listing; the batches in flight are still committed.
+  await listPages().catch((e: unknown) => {
+    failure ??= e
+    queue.clear()
+  })
   await queue.onIdle()
   signal?.removeEventListener('abort', stop)
   if (failure) throw failure

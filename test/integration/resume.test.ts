@@ -4,9 +4,11 @@
 import { after, before, test } from 'node:test'
 import assert from 'node:assert/strict'
 import { spawn, type ChildProcess } from 'node:child_process'
+import { getEventListeners } from 'node:events'
 import { createServer, type Server } from 'node:http'
 import { join } from 'node:path'
 import { request } from 'undici'
+import { DipError } from '../../src/errors.js'
 import { GraphStore } from '../../src/store/graph-store.js'
 import { openNode, startDaemon, type Daemon } from '../../src/daemon.js'
 import { storePath } from '../../src/data-dir.js'
@@ -156,7 +158,18 @@ test('a pull stopped by its signal commits what it has in flight, says interrupt
     assert.equal(first.interrupted, true)
     assert.ok(first.stored > 0 && first.stored < N, `stored ${first.stored} of ${N}`)
     assert.equal(await node.deps.store.count(), first.stored, 'what it says it stored, and nothing else')
-    const second = await node.pull(A.url, {})
+    // A signal that outlives its pulls (the replicator's) keeps no listener from them, whether they end well or fail.
+    const lasting = new AbortController()
+    const cut = await proxyToA()
+    cut.cutFrom = 1
+    try {
+      await assert.rejects(node.pull(cut.url, {}, undefined, lasting.signal), DipError)
+    } finally {
+      await cut.close()
+    }
+    assert.equal(getEventListeners(lasting.signal, 'abort').length, 0, 'after a failed pull')
+    const second = await node.pull(A.url, {}, undefined, lasting.signal)
+    assert.equal(getEventListeners(lasting.signal, 'abort').length, 0, 'after a pull that ends well')
     assert.equal(second.interrupted, undefined)
     assert.equal(first.stored + second.stored, N)
     assert.equal(second.fetched, second.stored, 'nothing stored by the first pull is fetched again')
@@ -168,14 +181,15 @@ test('a pull stopped by its signal commits what it has in flight, says interrupt
 
 /**
  * A proxy to A on loopback. `afterGet(n)` is called once the n-th get
- * answer went through; while `cutGetsFrom` is set, get requests from that
- * count on have their connection cut.
+ * answer went through; while `cutFrom` is set, sync requests (lists and
+ * gets, counted together) from that count on have their connection cut.
  */
-async function proxyToA(afterGet: (n: number) => void = () => {}): Promise<{ url: string; cutGetsFrom: number | undefined; close(): Promise<void> }> {
+async function proxyToA(afterGet: (n: number) => void = () => {}): Promise<{ url: string; cutFrom: number | undefined; close(): Promise<void> }> {
   let gets = 0
+  let requests = 0
   const proxy = {
     url: '',
-    cutGetsFrom: undefined as number | undefined,
+    cutFrom: undefined as number | undefined,
     close: () => new Promise<void>((resolve) => server.close(() => resolve())),
   }
   const server: Server = createServer((req, res) => {
@@ -184,7 +198,8 @@ async function proxyToA(afterGet: (n: number) => void = () => {}): Promise<{ url
     req.on('end', () => {
       const get = req.url?.startsWith('/api/sync/get') === true
       const n = get ? ++gets : 0
-      if (get && proxy.cutGetsFrom !== undefined && n >= proxy.cutGetsFrom) return void res.destroy()
+      const sync = req.url?.startsWith('/api/sync/') === true ? ++requests : 0
+      if (sync > 0 && proxy.cutFrom !== undefined && sync >= proxy.cutFrom) return void res.destroy()
       request(A.url + req.url, { method: req.method as 'GET' | 'POST', headers: { 'content-type': req.headers['content-type'] ?? 'application/xml' }, body: req.method === 'GET' ? undefined : Buffer.concat(chunks) })
         .then(async (r) => {
           const body = Buffer.from(await r.body.arrayBuffer())
@@ -229,15 +244,16 @@ test('Ctrl-C on dipd pull: exit 130 after committing the batches in flight, and 
 test('a pull whose peer fails midway keeps what it stored, says so, and the same command goes on from there', async () => {
   const b = await tempDir('resume-cut-')
   dirs.push(b)
+  // The list and two gets go through; what follows is cut.
   const proxy = await proxyToA()
-  proxy.cutGetsFrom = 4
+  proxy.cutFrom = 4
   try {
     const first = await runPull(b.path, proxy.url, undefined)
     assert.equal(first.code, 1)
     assert.match(first.stderr, /DIP_PEER_/)
     const m = /(\d+) models were stored before the error and are kept/.exec(first.stderr)
     assert.ok(m, first.stderr)
-    proxy.cutGetsFrom = undefined
+    proxy.cutFrom = undefined
     await assertGoesOn(b.path, proxy.url, Number(m[1]))
   } finally {
     await proxy.close()
