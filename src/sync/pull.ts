@@ -212,6 +212,11 @@ export async function pull(deps: PullDeps, options: PullOptions): Promise<PullSu
   const progress: PullProgress = { listed: 0, listing: true, wanted: 0, fetched: 0, stored: 0 }
   const report = () => options.onProgress?.({ ...progress })
   let failure: unknown
+  // The first failure (a batch's or the listing's) ends the pull: no batch starts after it, those in flight still commit.
+  const fail = (e: unknown) => {
+    failure ??= e
+    queue.clear()
+  }
 
   // Resume (a pull killed at any point continues where its last commit left
   // off): list pages are numbered in order; a page is done when every batch
@@ -326,10 +331,7 @@ export async function pull(deps: PullDeps, options: PullOptions): Promise<PullSu
       const pageNo = pages.push({ next: detached(answer.value.next), pending: Math.ceil(todo.length / batchSize) }) - 1
       for (let i = 0; i < todo.length; i += batchSize) {
         const batch = todo.slice(i, i + batchSize)
-        queue.add(() => fetchBatch(batch, pageNo)).catch((e: unknown) => {
-          failure ??= e
-          queue.clear()
-        })
+        queue.add(() => fetchBatch(batch, pageNo)).catch(fail)
       }
       if (!answer.value.more) {
         after = answer.value.next
@@ -348,11 +350,7 @@ export async function pull(deps: PullDeps, options: PullOptions): Promise<PullSu
   // Stopped: batches not started yet are dropped (their page is never done, so the kept cursor stays before it).
   const stop = () => queue.clear()
   signal?.addEventListener('abort', stop, { once: true })
-  // A failed list page ends the listing; the batches in flight are still committed.
-  await listPages().catch((e: unknown) => {
-    failure ??= e
-    queue.clear()
-  })
+  await listPages().catch(fail)
   await queue.onIdle()
   signal?.removeEventListener('abort', stop)
   if (failure) throw failure
