@@ -8,7 +8,7 @@ import { spawn, type ChildProcess } from 'node:child_process'
 import { createServer, connect, type Socket } from 'node:net'
 import { mkdtemp, readFile, rm } from 'node:fs/promises'
 import { readdirSync, readFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { cpus, tmpdir, totalmem } from 'node:os'
 import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 
@@ -377,6 +377,16 @@ export async function coresAvailable(ms = 500): Promise<number> {
   )
   const c = process.cpuUsage(c0)
   return round((c.user + c.system) / 1000 / (performance.now() - t0), 2)
+}
+
+/**
+ * The machine a run measured: the same code gives other figures on another
+ * kind of CPU (OpenSSL's ed25519 is ~35% faster on the AMD EPYC this
+ * project has run on than on the Intel Xeon), so every run names it.
+ */
+export function machine(): { cpu: string; cores: number; memGiB: number; node: string; openssl: string } {
+  const cs = cpus()
+  return { cpu: cs[0]?.model.trim() ?? 'unknown', cores: cs.length, memGiB: round(totalmem() / 2 ** 30, 1), node: process.versions.node, openssl: process.versions.openssl }
 }
 
 // ---- output ----

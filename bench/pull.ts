@@ -71,7 +71,7 @@ import type { PullSummary } from '../src/sync/pull.js'
 import { summariseProfiles } from './cpuprofile.js'
 import { serialStages } from './pull-stages.js'
 import { bareCeiling } from './bare.js'
-import { argFlag, argInt, argValue, cleanup, coresAvailable, countingProxy, cpuDelta, settle, threadCpu, threadDeltas, fmt, installExitHandlers, rng, round, sampleRss, startDaemonChild, stopChild, table, tempDir, wireDelta, type Bench, type Daemon, type WireCount } from './lib.js'
+import { argFlag, argInt, argValue, cleanup, coresAvailable, machine, countingProxy, cpuDelta, settle, threadCpu, threadDeltas, fmt, installExitHandlers, rng, round, sampleRss, startDaemonChild, stopChild, table, tempDir, wireDelta, type Bench, type Daemon, type WireCount } from './lib.js'
 
 // Targets (issue: bulk sync at full speed, resumable after a crash, cheap when already in sync)
 const TARGET_POSTS_PER_S = 9000
@@ -509,7 +509,8 @@ export async function runPull(args: string[]): Promise<Record<string, unknown>> 
     out(`pull: seeded in ${fmt(seeded.seedMs / 1000, 1)} s (${fmt(seeded.avgContentBytes)} B content, ${fmt(seeded.avgModelBytes)} B model XML on average; this process peaked at ${fmt(seeded.seedRssPeakMb)} MB RSS)\n`)
 
     const coresBefore = await coresAvailable(700)
-    out(`pull: cores free for this bench right now: ${coresBefore} of 2\n`)
+    const host = machine()
+    out(`pull: cores free for this bench right now: ${coresBefore} of 2 (${host.cpu}, ${host.cores} cores, ${host.memGiB} GiB; Node ${host.node}, OpenSSL ${host.openssl})\n`)
     out('pull: baselines (verify, parse)…\n')
     const vDipd = await verifyAsyncRate(seeded.samples, inFlight, verifyAsync)
     const vAsync = await verifyAsyncRate(seeded.samples, inFlight, verifyOpenSsl)
@@ -735,6 +736,7 @@ export async function runPull(args: string[]): Promise<Record<string, unknown>> 
       target_met: met.posts_per_s,
       all_targets_met: Object.values(met).every((v) => v !== false),
       node_args_b: extraB,
+      machine: host,
       cores_free_before: coresBefore,
       cores_free_after: coresAfter,
       correct: correct.initial && correct.initial_via_proxy && correct.in_sync && correct.new_1pct,
@@ -784,7 +786,7 @@ export async function runPull(args: string[]): Promise<Record<string, unknown>> 
           ['derived: 2-core CPU ceiling of B', `${fmt(twoCoreCeiling)} posts/s`, `(parse+stage+verify ${fmt(cpuUsPerPost)} µs/post over 2 cores)`],
           ['baseline: bare pipeline (2 processes)', `${fmt(bare.postsPerS)} posts/s`, `answers served from memory unsigned; parse, verify with OpenSSL on the thread pool, one put per model (bench/bare.ts); puller CPU ${fmt((1000 * bare.pullerCpuMs) / bare.stored)} µs/post; dipd's pull is ${fmt((100 * postsPerS) / bare.postsPerS, 1)}% of it (target ≥ ${TARGET_PCT_OF_BARE}%: ${mark(met.pct_of_bare)})`],
           ['baseline: bare pipeline, dipd\'s verifier', `${fmt(bareDipd.postsPerS)} posts/s`, `the same with libsodium in a worker; puller CPU ${fmt((1000 * bareDipd.pullerCpuMs) / bareDipd.stored)} µs/post; dipd's pull is ${fmt((100 * postsPerS) / bareDipd.postsPerS, 1)}% of it`],
-          ['context: cores free (2-thread probe)', `${coresBefore} / ${coresAfter}`, 'before / after; below 2 = other work on the machine'],
+          ['context: cores free (2-thread probe)', `${coresBefore} / ${coresAfter}`, `before / after; below 2 = other work on the machine; ${host.cpu}, ${host.cores} cores, Node ${host.node}, OpenSSL ${host.openssl}`],
           ['check: stored / rejected / on B', `${s.stored} / ${rejected} / ${held}`, `listed ${s.listed}, fetched ${s.fetched}, missing ${s.missing}${sc ? `; C: stored ${sc.stored}, on C ${viaProxy!.held}` : ''}`],
         ]) +
         '\n' +

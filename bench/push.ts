@@ -30,7 +30,7 @@
 import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { request } from 'undici'
-import { argFlag, argInt, cleanup, coresAvailable, fmt, installExitHandlers, rng, round, sleep, startDaemonChild, stopChild, table, tempDir, type Bench, type Daemon } from './lib.js'
+import { argFlag, argInt, cleanup, coresAvailable, fmt, machine, installExitHandlers, rng, round, sleep, startDaemonChild, stopChild, table, tempDir, type Bench, type Daemon } from './lib.js'
 
 const NODES = 5
 const GOAL_P99_MS = 100
@@ -150,7 +150,8 @@ export async function runPush(args: string[]): Promise<Record<string, unknown>> 
       dirs.push(d)
     }
     const cores = await coresAvailable(500)
-    out(`push: cores free for this bench right now: ${cores} of 2\n`)
+    const host = machine()
+    out(`push: cores free for this bench right now: ${cores} of 2 (${host.cpu}, ${host.cores} cores; Node ${host.node})\n`)
     out(`push: starting ${NODES} daemons (dipd serve, child processes)…\n`)
     const nodes = await Promise.all(dirs.map((d) => startDaemonChild(d)))
     for (const a of nodes) for (const b of nodes) if (a !== b) await local(a, '/api/local/call', { op: 'addPeer', args: [b.url, { push: true }] })
@@ -236,6 +237,7 @@ export async function runPush(args: string[]): Promise<Record<string, unknown>> 
       per_origin: perOrigin,
       goal_p99_ms: GOAL_P99_MS,
       goal_met: met,
+      machine: host,
       cores_free_before: cores,
       puts_stored: pushedStored,
       outbox_failures: failures,
