@@ -5,7 +5,7 @@ import { Command, CommanderError, Option } from 'commander'
 import { DipError } from '../errors.js'
 import { initDataDir, readKeyFile } from '../data-dir.js'
 import { startDaemon } from '../daemon.js'
-import type { LocalFilter } from '../node.js'
+import { MAX_PULL_RETRIES, type LocalFilter } from '../node.js'
 import type { PullProgress, PullSummary } from '../sync/pull.js'
 import type { PeerRecord } from '../store/graph-store.js'
 import type { LocalOp } from '../http/local-routes.js'
@@ -56,7 +56,7 @@ function toFilter(o: FilterOpts): LocalFilter {
 
 function printSummary(s: PullSummary): void {
   const lines = [
-    `pulled from ${s.from} in ${(s.ms / 1000).toFixed(1)} s${s.interrupted ? ' (interrupted)' : ''}`,
+    `pulled from ${s.from} in ${(s.ms / 1000).toFixed(1)} s${s.interrupted ? ' (interrupted)' : ''}${s.retried ? ` (went on ${s.retried} time${s.retried === 1 ? '' : 's'} after the link failed)` : ''}`,
     `  listed    ${s.listed}`,
     `  skipped   ${s.skipped} (already held)`,
     `  fetched   ${s.fetched}`,
@@ -154,14 +154,21 @@ withFilters(
     .addOption(dataOption())
     .requiredOption('--from <url>', 'base URL of the peer, e.g. http://127.0.0.1:8080')
     .option('--full', 'list everything again instead of only what the peer stored since the last pull of this filter')
+    .option('--retries <n>', 'when the link to the peer fails midway, go on from the checkpoint up to n more times, waiting 1 s, 2 s, 4 s… (at most a minute) before each', '5')
     .option('--json', 'print the summary as JSON'),
-).action(async (o: FilterOpts & { data: string; from: string; full?: boolean; json?: boolean }) => {
-  const filter = { ...toFilter(o), ...(o.full ? { full: true } : {}) }
+).action(async (o: FilterOpts & { data: string; from: string; full?: boolean; retries: string; json?: boolean }) => {
+  const retries = Number(o.retries)
+  if (!/^[0-9]+$/.test(o.retries) || retries > MAX_PULL_RETRIES) throw new DipError('DIP_USAGE', `--retries takes an integer from 0 to ${MAX_PULL_RETRIES}`)
+  const filter = { ...toFilter(o), ...(o.full ? { full: true } : {}), retries }
   const view = new ProgressView(process.stderr)
   let stored = 0
   const onProgress = (p: PullProgress) => {
     stored = p.stored
-    view.update(p)
+    if (p.retry) {
+      view.stop()
+      const r = p.retry
+      process.stderr.write(`${r.error.code}: ${r.error.message}\n${p.stored} models stored so far are kept; going on from the checkpoint in ${r.inMs / 1000} s (retry ${r.attempt} of ${r.of})\n`)
+    } else view.update(p)
   }
   // Ctrl-C stops the pull, committing the batches in flight; a second one quits at once.
   const interrupt = new AbortController()

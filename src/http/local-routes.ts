@@ -6,7 +6,7 @@
 //   GET  /api/local/models/:id    -> {id, model, version, hash, updateTime, fields, xml}
 //   GET  /api/local/events        Server-Sent Events: every model stored, in store order (events.ts)
 //   POST /api/local/list          {filter} -> {rows:[{id, updateTime, hash}]} (written a page at a time)
-//   POST /api/local/pull          {from, filter} -> NDJSON: {"progress":…}… then {"summary":…} or {"error":…}
+//   POST /api/local/pull          {from, filter (with full?, retries?)} -> NDJSON: {"progress":…}… then {"summary":…} or {"error":…}
 //   POST /api/local/call          {op, args} -> {result}: the CLI's other commands (peers, repin,
 //                                 setPeer, addPeer, removePeer, rotateKey, addProof, ban, unban, bans), run in the daemon
 import { timingSafeEqual } from 'node:crypto'
@@ -21,7 +21,7 @@ export interface LocalNode {
   author(model: string, fields: unknown): Promise<{ id: string; hash: string }>
   listPages(filter: Record<string, unknown>): AsyncGenerator<unknown[]>
   show(id: string): Promise<string | undefined>
-  pull(from: string, filter: Record<string, unknown>, onProgress: (p: unknown) => void, signal?: AbortSignal): Promise<unknown>
+  pull(from: string, filter: Record<string, unknown>, onProgress: (p: { retry?: unknown }) => void, signal?: AbortSignal): Promise<unknown>
   peers(): Promise<unknown>
   repin(url: string, key?: string): Promise<unknown>
   setPeer(url: string, policy: { allow?: string[]; deny?: string[] }): Promise<unknown>
@@ -146,7 +146,7 @@ export function registerLocalRoutes(app: FastifyInstance, deps: LocalDeps): void
         (body.filter ?? {}) as Record<string, unknown>,
         (p) => {
           const now = Date.now()
-          if (now - last < 100) return // at most ten progress lines a second
+          if (now - last < 100 && p.retry === undefined) return // at most ten progress lines a second, and every retry
           last = now
           res.write(JSON.stringify({ progress: p }) + '\n')
         },

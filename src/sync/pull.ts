@@ -14,6 +14,7 @@
 // versions both sides speak. Every answer must then be signed by that key.
 // The first successful pull pins the key.
 import { createHash } from 'node:crypto'
+import { setTimeout as delay } from 'node:timers/promises'
 import PQueue from 'p-queue'
 import { DipError } from '../errors.js'
 import { commonFilterXml, getRequestXml, listRequestXml, readGetAnswer, readListAnswer, type Limits, type ListRowIn } from '../protocol/envelope.js'
@@ -56,7 +57,18 @@ export interface PullOptions {
    * from there.
    */
   signal?: AbortSignal
+  /**
+   * After a failure of the link (DIP_PEER_UNREACHABLE: the connection
+   * broke, a timeout) once the peer has answered, how many more times the
+   * pull goes on from its checkpoint, waiting 1 s, then twice as long each
+   * time, at most a minute (0: it fails at once). The summary counts every try.
+   */
+  retries?: number
 }
+
+/** The waits between two tries of a pull: the first, and the longest. */
+const RETRY_FIRST_MS = 1000
+const RETRY_MAX_MS = 60_000
 
 export interface PullProgress {
   listed: number
@@ -65,6 +77,8 @@ export interface PullProgress {
   wanted: number
   fetched: number
   stored: number
+  /** set on the report made when a failure of the link is followed by another try */
+  retry?: { attempt: number; of: number; inMs: number; error: { code: string; message: string } }
 }
 
 export interface PullSummary {
@@ -81,6 +95,8 @@ export interface PullSummary {
   missing: number
   /** set when options.signal stopped the pull before it had listed and fetched everything */
   interrupted?: true
+  /** how many times the pull went on after a failure of the link (options.retries) */
+  retried?: number
   requests: number
   bytesIn: number
   ms: number
@@ -349,10 +365,25 @@ export async function pull(deps: PullDeps, options: PullOptions): Promise<PullSu
 
   // Stopped: batches not started yet are dropped (their page is never done, so the kept cursor stays before it).
   const stop = () => queue.clear()
-  signal?.addEventListener('abort', stop, { once: true })
-  await listPages().catch(fail)
-  await queue.onIdle()
-  signal?.removeEventListener('abort', stop)
+  const retries = options.retries ?? 0
+  for (let attempt = 1; ; attempt++) {
+    signal?.addEventListener('abort', stop, { once: true })
+    await listPages().catch(fail)
+    await queue.onIdle()
+    signal?.removeEventListener('abort', stop)
+    if (!(failure instanceof DipError && failure.code === 'DIP_PEER_UNREACHABLE') || attempt > retries || signal?.aborted) break
+    // The link failed: what was in flight is committed; wait, then go on from the checkpoint those commits left.
+    const inMs = Math.min(RETRY_FIRST_MS * 2 ** (attempt - 1), RETRY_MAX_MS)
+    progress.wanted = s.fetched // what the next listing still wants is counted again
+    options.onProgress?.({ ...progress, retry: { attempt, of: retries, inMs, error: { code: failure.code, message: failure.message } } })
+    await delay(inMs, undefined, signal ? { signal } : {}).catch(() => {})
+    failure = undefined // stopped while waiting: interrupted, not failed
+    if (signal?.aborted) break
+    s.retried = attempt
+    pages.length = 0
+    donePages = 0
+    after = await deps.store.checkpoint(cpName)
+  }
   if (failure) throw failure
   if (signal?.aborted) s.interrupted = true
   // Every listed model was fetched and decided: keep the cursor for next time.

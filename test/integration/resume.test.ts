@@ -35,15 +35,16 @@ interface Summary {
   fetched: number
   listed: number
   interrupted?: true
+  retried?: number
 }
 
 /**
  * Runs `dipd pull`; kills it after `killAfterMs` (undefined: lets it finish).
  * Resolves with the exit, its JSON summary if any and its stderr; `started` is given the child.
  */
-function runPull(dir: string, from: string, killAfterMs: number | undefined, started?: (child: ChildProcess) => void): Promise<{ code: number | null; signal: string | null; summary?: Summary; stderr: string }> {
+function runPull(dir: string, from: string, killAfterMs: number | undefined, started?: (child: ChildProcess) => void, args: string[] = []): Promise<{ code: number | null; signal: string | null; summary?: Summary; stderr: string }> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI, 'pull', '--data', dir, '--from', from, '--json'], { stdio: ['ignore', 'pipe', 'pipe'] })
+    const child = spawn(process.execPath, [CLI, 'pull', '--data', dir, '--from', from, '--json', ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
     started?.(child)
     let out = ''
     let err = ''
@@ -182,14 +183,16 @@ test('a pull stopped by its signal commits what it has in flight, says interrupt
 /**
  * A proxy to A on loopback. `afterGet(n)` is called once the n-th get
  * answer went through; while `cutFrom` is set, sync requests (lists and
- * gets, counted together) from that count on have their connection cut.
+ * gets, counted together) from that count on (up to `cutUntil`, excluded,
+ * when set) have their connection cut.
  */
-async function proxyToA(afterGet: (n: number) => void = () => {}): Promise<{ url: string; cutFrom: number | undefined; close(): Promise<void> }> {
+async function proxyToA(afterGet: (n: number) => void = () => {}): Promise<{ url: string; cutFrom: number | undefined; cutUntil: number | undefined; close(): Promise<void> }> {
   let gets = 0
   let requests = 0
   const proxy = {
     url: '',
     cutFrom: undefined as number | undefined,
+    cutUntil: undefined as number | undefined,
     close: () => new Promise<void>((resolve) => server.close(() => resolve())),
   }
   const server: Server = createServer((req, res) => {
@@ -199,7 +202,7 @@ async function proxyToA(afterGet: (n: number) => void = () => {}): Promise<{ url
       const get = req.url?.startsWith('/api/sync/get') === true
       const n = get ? ++gets : 0
       const sync = req.url?.startsWith('/api/sync/') === true ? ++requests : 0
-      if (sync > 0 && proxy.cutFrom !== undefined && sync >= proxy.cutFrom) return void res.destroy()
+      if (sync > 0 && proxy.cutFrom !== undefined && sync >= proxy.cutFrom && (proxy.cutUntil === undefined || sync < proxy.cutUntil)) return void res.destroy()
       request(A.url + req.url, { method: req.method as 'GET' | 'POST', headers: { 'content-type': req.headers['content-type'] ?? 'application/xml' }, body: req.method === 'GET' ? undefined : Buffer.concat(chunks) })
         .then(async (r) => {
           const body = Buffer.from(await r.body.arrayBuffer())
@@ -248,7 +251,7 @@ test('a pull whose peer fails midway keeps what it stored, says so, and the same
   const proxy = await proxyToA()
   proxy.cutFrom = 4
   try {
-    const first = await runPull(b.path, proxy.url, undefined)
+    const first = await runPull(b.path, proxy.url, undefined, undefined, ['--retries', '0'])
     assert.equal(first.code, 1)
     assert.match(first.stderr, /DIP_PEER_/)
     const m = /(\d+) models were stored before the error and are kept/.exec(first.stderr)
@@ -277,6 +280,71 @@ test('a daemon stopped while it pulls a pull peer ends the pull cleanly, and the
     assert.equal(held + next.stored, N)
     assert.equal(next.fetched, next.stored, 'nothing committed before the stop is fetched again')
   } finally {
+    await node.close()
+  }
+  await assertHoldsSource(b.path)
+})
+
+for (const viaDaemon of [false, true]) {
+  test(`dipd pull${viaDaemon ? ' through a daemon' : ''} whose link breaks midway goes on by itself from its checkpoint, after a pause, and fetches nothing twice`, async () => {
+    const b = await tempDir('resume-retry-')
+    dirs.push(b)
+    // With a daemon on DIR, the CLI asks it to pull (the local API) and prints what it streams back.
+    const B = viaDaemon ? await startDaemon({ dataDir: b.path, host: '127.0.0.1', port: 0 }) : undefined
+    // The list and two gets go through, the third get is cut, then all goes through again.
+    const proxy = await proxyToA()
+    proxy.cutFrom = 4
+    proxy.cutUntil = 5
+    try {
+      const t0 = Date.now()
+      const r = await runPull(b.path, proxy.url, undefined)
+      assert.equal(r.code, 0, r.stderr)
+      assert.match(r.stderr, /DIP_PEER_UNREACHABLE/)
+      assert.match(r.stderr, /\d+ models stored so far are kept; going on from the checkpoint in 1 s \(retry 1 of 5\)/)
+      assert.ok(Date.now() - t0 >= 1000, 'it waited before going on')
+      assert.equal(r.summary?.retried, 1)
+      assert.equal(r.summary?.stored, N, 'one command stores the whole set')
+      assert.equal(r.summary?.fetched, N, 'nothing stored before the break is fetched again')
+    } finally {
+      await proxy.close()
+      await B?.close()
+    }
+    await assertHoldsSource(b.path)
+  })
+}
+
+test('pull retries: only failures of the link after the peer answered, as many as asked, and a stop while waiting ends the pull as interrupted', async () => {
+  const b = await tempDir('resume-retries-')
+  dirs.push(b)
+  const node = await openNode({ dataDir: b.path })
+  const proxy = await proxyToA()
+  try {
+    // A peer that cannot be reached at all fails at once, whatever the retries.
+    const t0 = Date.now()
+    await assert.rejects(node.pull('http://127.0.0.1:9', { retries: 3 }), (e: DipError) => e.code === 'DIP_PEER_UNREACHABLE')
+    assert.ok(Date.now() - t0 < 900, 'no pause before failing')
+    await assert.rejects(node.pull(A.url, { retries: -1 }), (e: DipError) => e.code === 'DIP_USAGE')
+    await assert.rejects(node.pull(A.url, { retries: 1.5 }), (e: DipError) => e.code === 'DIP_USAGE')
+    // Cut for good after the first list page and two gets: two retries, each reported, then the failure.
+    proxy.cutFrom = 4
+    const retries: { attempt: number; of: number; inMs: number }[] = []
+    await assert.rejects(
+      node.pull(proxy.url, { retries: 2 }, (p) => p.retry && retries.push({ attempt: p.retry.attempt, of: p.retry.of, inMs: p.retry.inMs })),
+      (e: DipError) => e.code === 'DIP_PEER_UNREACHABLE',
+    )
+    assert.deepEqual(retries, [{ attempt: 1, of: 2, inMs: 1000 }, { attempt: 2, of: 2, inMs: 2000 }])
+    // Stopped while it waits: the pull ends at once, interrupted, and the link mended goes on from there.
+    const stop = new AbortController()
+    const stopped = await node.pull(proxy.url, { retries: 5 }, (p) => p.retry && stop.abort(), stop.signal)
+    assert.equal(stopped.interrupted, true)
+    assert.equal(stopped.retried, undefined)
+    proxy.cutFrom = undefined
+    const held = await node.deps.store.count()
+    const last = await node.pull(proxy.url, {})
+    assert.equal(held + last.stored, N)
+    assert.equal(last.fetched, last.stored)
+  } finally {
+    await proxy.close()
     await node.close()
   }
   await assertHoldsSource(b.path)
