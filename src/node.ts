@@ -18,9 +18,6 @@ import type { Metrics } from './metrics.js'
 import type { Ingest } from './store/ingest.js'
 import { pull, type PullFilter, type PullProgress, type PullSummary } from './sync/pull.js'
 
-/** The most tries a pull may be given after failures of the link (DipNode.pull's filter.retries). */
-export const MAX_PULL_RETRIES = 100
-
 /** Filters as the CLI and local API take them. */
 export interface LocalFilter {
   model?: string
@@ -147,8 +144,6 @@ export class DipNode {
    * link (PullOptions.retries, 0 to 100); `signal` stops it early (PullOptions.signal).
    */
   async pull(from: string, filter: LocalFilter & { full?: boolean; retries?: number }, onProgress?: (p: PullProgress) => void, signal?: AbortSignal): Promise<PullSummary> {
-    const retries = filter.retries ?? 0
-    if (!Number.isSafeInteger(retries) || retries < 0 || retries > MAX_PULL_RETRIES) throw new DipError('DIP_USAGE', `retries must be an integer from 0 to ${MAX_PULL_RETRIES}`)
     const pf: PullFilter = {
       since: filter.since,
       until: filter.until,
@@ -159,7 +154,7 @@ export class DipNode {
     filterTime(filter.since, '--since')
     filterTime(filter.until, '--until')
     const started = performance.now()
-    const summary = await pull(this.deps, { from, model: filter.model ?? 'post', filter: pf, full: filter.full === true, retries, ...(onProgress ? { onProgress } : {}), ...(signal ? { signal } : {}) })
+    const summary = await pull(this.deps, { from, model: filter.model ?? 'post', filter: pf, full: filter.full === true, ...(filter.retries !== undefined ? { retries: filter.retries } : {}), ...(onProgress ? { onProgress } : {}), ...(signal ? { signal } : {}) })
     this.metrics?.pullModels.inc({ peer: summary.from }, summary.stored)
     this.metrics?.pullSeconds.observe({ peer: summary.from }, (performance.now() - started) / 1000)
     return summary

@@ -66,6 +66,8 @@ export interface PullOptions {
   retries?: number
 }
 
+/** The most tries a pull may be given after failures of the link (options.retries). */
+export const MAX_PULL_RETRIES = 100
 /** The waits between two tries of a pull: the first, and the longest. */
 const RETRY_FIRST_MS = 1000
 const RETRY_MAX_MS = 60_000
@@ -205,6 +207,8 @@ export function checkpointName(from: string, model: string, filterXml: string): 
 
 export async function pull(deps: PullDeps, options: PullOptions): Promise<PullSummary> {
   const started = performance.now()
+  const retries = options.retries ?? 0
+  if (!Number.isSafeInteger(retries) || retries < 0 || retries > MAX_PULL_RETRIES) throw new DipError('DIP_USAGE', `retries must be an integer from 0 to ${MAX_PULL_RETRIES}`)
   const client = new DipClient(options.from)
   const modelName = options.model ?? 'post'
   const def = deps.registry.get(modelName)
@@ -365,7 +369,6 @@ export async function pull(deps: PullDeps, options: PullOptions): Promise<PullSu
 
   // Stopped: batches not started yet are dropped (their page is never done, so the kept cursor stays before it).
   const stop = () => queue.clear()
-  const retries = options.retries ?? 0
   for (let attempt = 1; ; attempt++) {
     signal?.addEventListener('abort', stop, { once: true })
     await listPages().catch(fail)
