@@ -246,10 +246,14 @@ export async function pull(deps: PullDeps, options: PullOptions): Promise<PullSu
   // again, nothing committed is (the next pull skips it as held).
   const pages: { next: string; pending: number }[] = []
   let donePages = 0
+  // Where a retry goes on from: the cursor this pull last committed, else where it started (the start, for a full pull).
+  let resumeAt: string | undefined
   const advance = (): { name: string; cursor: string } | undefined => {
     let cursor: string | undefined
     while (donePages < pages.length && pages[donePages]!.pending === 0) cursor = pages[donePages++]!.next
-    return cursor === undefined ? undefined : { name: cpName, cursor }
+    if (cursor === undefined) return undefined
+    resumeAt = cursor
+    return { name: cpName, cursor }
   }
 
   async function fetchBatch(rows: ListRowIn[], page: number): Promise<void> {
@@ -304,6 +308,7 @@ export async function pull(deps: PullDeps, options: PullOptions): Promise<PullSu
 
   const signal = options.signal
   let after = options.full ? undefined : await deps.store.checkpoint(cpName)
+  resumeAt = after
   // Lists page after page, queueing the batches of what is wanted, until the listing ends, fails or is stopped.
   const listPages = async (): Promise<void> => {
     let restarted = false
@@ -375,7 +380,7 @@ export async function pull(deps: PullDeps, options: PullOptions): Promise<PullSu
     await queue.onIdle()
     signal?.removeEventListener('abort', stop)
     if (!(failure instanceof DipError && failure.code === 'DIP_PEER_UNREACHABLE') || attempt > retries || signal?.aborted) break
-    // The link failed: what was in flight is committed; wait, then go on from the checkpoint those commits left.
+    // The link failed: what was in flight is committed; wait, then go on from the cursor those commits kept (or where this pull began).
     const inMs = Math.min(RETRY_FIRST_MS * 2 ** (attempt - 1), RETRY_MAX_MS)
     progress.wanted = s.fetched // what the next listing still wants is counted again
     options.onProgress?.({ ...progress, retry: { attempt, of: retries, inMs, error: { code: failure.code, message: failure.message } } })
@@ -385,7 +390,7 @@ export async function pull(deps: PullDeps, options: PullOptions): Promise<PullSu
     s.retried = attempt
     pages.length = 0
     donePages = 0
-    after = await deps.store.checkpoint(cpName)
+    after = resumeAt
   }
   if (failure) throw failure
   if (signal?.aborted) s.interrupted = true

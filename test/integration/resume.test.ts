@@ -186,13 +186,15 @@ test('a pull stopped by its signal commits what it has in flight, says interrupt
  * gets, counted together) from that count on (up to `cutUntil`, excluded,
  * when set) have their connection cut.
  */
-async function proxyToA(afterGet: (n: number) => void = () => {}): Promise<{ url: string; cutFrom: number | undefined; cutUntil: number | undefined; close(): Promise<void> }> {
+async function proxyToA(afterGet: (n: number) => void = () => {}): Promise<{ url: string; cutFrom: number | undefined; cutUntil: number | undefined; count(): number; close(): Promise<void> }> {
   let gets = 0
   let requests = 0
   const proxy = {
     url: '',
     cutFrom: undefined as number | undefined,
     cutUntil: undefined as number | undefined,
+    /** sync requests so far */
+    count: () => requests,
     close: () => new Promise<void>((resolve) => server.close(() => resolve())),
   }
   const server: Server = createServer((req, res) => {
@@ -348,4 +350,24 @@ test('pull retries: only failures of the link after the peer answered, as many a
     await node.close()
   }
   await assertHoldsSource(b.path)
+})
+
+test('a full pull whose link breaks before its first commit goes on from the start, not from the cursor kept before it', async () => {
+  const b = await tempDir('resume-full-retry-')
+  dirs.push(b)
+  const node = await openNode({ dataDir: b.path })
+  const proxy = await proxyToA()
+  try {
+    assert.equal((await node.pull(proxy.url, {})).stored, N, 'the whole set, and the cursor kept at its end')
+    // The full pull's first list page is cut.
+    proxy.cutFrom = proxy.count() + 1
+    proxy.cutUntil = proxy.count() + 2
+    const full = await node.pull(proxy.url, { full: true, retries: 1 })
+    assert.equal(full.retried, 1)
+    assert.equal(full.listed, N, 'the retry lists from the start, as the full pull asked')
+    assert.deepEqual([full.skipped, full.fetched], [N, 0])
+  } finally {
+    await proxy.close()
+    await node.close()
+  }
 })
