@@ -315,12 +315,23 @@ for (const viaDaemon of [false, true]) {
   })
 }
 
-test('pull retries: only failures of the link after the peer answered, as many as asked, and a stop while waiting ends the pull as interrupted', async () => {
-  const b = await tempDir('resume-retries-')
+/** `fn` given a node on a new folder and a proxy to A; both closed after it. Resolves with the folder. */
+async function withPullerAndProxy(label: string, fn: (node: Awaited<ReturnType<typeof openNode>>, proxy: Awaited<ReturnType<typeof proxyToA>>) => Promise<void>): Promise<string> {
+  const b = await tempDir(label)
   dirs.push(b)
   const node = await openNode({ dataDir: b.path })
   const proxy = await proxyToA()
   try {
+    await fn(node, proxy)
+  } finally {
+    await proxy.close()
+    await node.close()
+  }
+  return b.path
+}
+
+test('pull retries: only failures of the link after the peer answered, as many as asked, and a stop while waiting ends the pull as interrupted', async () => {
+  const dir = await withPullerAndProxy('resume-retries-', async (node, proxy) => {
     // A peer that cannot be reached at all fails at once, whatever the retries.
     const t0 = Date.now()
     await assert.rejects(node.pull('http://127.0.0.1:9', { retries: 3 }), (e: DipError) => e.code === 'DIP_PEER_UNREACHABLE')
@@ -345,19 +356,12 @@ test('pull retries: only failures of the link after the peer answered, as many a
     const last = await node.pull(proxy.url, {})
     assert.equal(held + last.stored, N)
     assert.equal(last.fetched, last.stored)
-  } finally {
-    await proxy.close()
-    await node.close()
-  }
-  await assertHoldsSource(b.path)
+  })
+  await assertHoldsSource(dir)
 })
 
 test('a full pull whose link breaks before its first commit goes on from the start, not from the cursor kept before it', async () => {
-  const b = await tempDir('resume-full-retry-')
-  dirs.push(b)
-  const node = await openNode({ dataDir: b.path })
-  const proxy = await proxyToA()
-  try {
+  await withPullerAndProxy('resume-full-retry-', async (node, proxy) => {
     assert.equal((await node.pull(proxy.url, {})).stored, N, 'the whole set, and the cursor kept at its end')
     // The full pull's first list page is cut.
     proxy.cutFrom = proxy.count() + 1
@@ -366,8 +370,5 @@ test('a full pull whose link breaks before its first commit goes on from the sta
     assert.equal(full.retried, 1)
     assert.equal(full.listed, N, 'the retry lists from the start, as the full pull asked')
     assert.deepEqual([full.skipped, full.fetched], [N, 0])
-  } finally {
-    await proxy.close()
-    await node.close()
-  }
+  })
 })
