@@ -44,7 +44,7 @@ export async function initDataDir(dir: string, importKey?: NodeKeyPair): Promise
     }
     return identity
   }
-  const identity = new NodeIdentity({ current: importKey ?? generateKeyPair() })
+  const identity = importKey ? new NodeIdentity({ current: importKey, shared: true }) : new NodeIdentity({ current: generateKeyPair() })
   await saveIdentity(dir, identity)
   return identity
 }
@@ -57,6 +57,8 @@ interface KeyFile {
   previous?: { secretKey: string; publicKey: string; life: number }[]
   rotations?: Rotation[]
   proofs?: Proof[]
+  /** true for an imported key (NodeIdentity.shared) */
+  shared?: boolean
 }
 
 const hex = (b: Uint8Array) => Buffer.from(b).toString('hex')
@@ -77,6 +79,7 @@ export async function saveIdentity(dir: string, id: NodeIdentity): Promise<void>
     previous: id.previous.map((p) => ({ secretKey: hex(p.pair.secretKey), publicKey: p.pair.publicKeyHex, life: p.life })),
     rotations: id.rotations,
     proofs: id.proofs,
+    ...(id.shared ? { shared: true } : {}),
   }
   await writeFileAtomic(keyPath(dir), JSON.stringify(file, null, 2) + '\n', 0o600)
 }
@@ -98,6 +101,7 @@ export async function loadIdentity(dir: string): Promise<NodeIdentity> {
       previous: (j.previous ?? []).map((p) => ({ pair: pairFrom(p.secretKey, p.publicKey), life: p.life })),
       rotations: j.rotations ?? [],
       proofs: j.proofs ?? [],
+      shared: j.shared === true,
     })
   } catch (cause) {
     throw new DipError('DIP_DATA_INVALID', `the key file ${keyPath(dir)} is damaged`, { cause })

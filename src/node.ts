@@ -89,7 +89,7 @@ export class DipNode {
     if (!def) throw new DipError('DIP_MODEL_NOT_SUPPORTED', `model ${modelName} is not registered`)
     const checked = def.checkFields(input)
     if (!checked.ok) throw checked.error
-    const localId = await store.allocateLocalId(key.publicKeyHex)
+    const localId = await store.allocateLocalId(key.publicKeyHex, identity.shared)
     const id: GlobalId = { type: 'ed25519', key: key.publicKeyHex, localId }
     const now = formatNow()
     const staged = authorModel(def, { ...(checked.value as object), id, pubTime: now, updateTime: now }, key, registry, limits)

@@ -716,15 +716,21 @@ export class GraphStore {
     await this.#db.del(`N!${keyHex}`)
   }
 
-  /** The next decimal local-id for a model authored here. */
-  allocateLocalId(keyHex: string): Promise<string> {
+  /**
+   * The next local-id for a model authored here: a decimal counter, and
+   * with `shared` (a key other nodes of a pool may hold too) `<n>.<mark>`,
+   * the mark being the first 8 hex digits of this store's own random id, so
+   * that no other node gives the same id to another model.
+   */
+  allocateLocalId(keyHex: string, shared = false): Promise<string> {
     return this.#exclusive(async () => {
+      const local = (n: number) => (shared ? `${n}.${this.#storeId.slice(0, 8)}` : String(n))
       let next = Number((await this.#db.get('X!local-id')) ?? '0') + 1
       // Models of this key may have arrived from elsewhere (a restored key, a pool
       // sharing it): never hand out an id the store already holds.
-      for (let tries = 0; tries < 1_000_000 && (await this.#db.get(`I!ed25519::${keyHex}::${next}`)) !== undefined; tries++) next++
+      for (let tries = 0; tries < 1_000_000 && (await this.#db.get(`I!ed25519::${keyHex}::${local(next)}`)) !== undefined; tries++) next++
       await this.#db.put('X!local-id', String(next))
-      return String(next)
+      return local(next)
     })
   }
 

@@ -12,13 +12,21 @@ export class NodeIdentity {
   readonly previous: { pair: NodeKeyPair; life: number }[]
   readonly rotations: Rotation[]
   readonly proofs: Proof[]
+  /**
+   * The key was imported (`dipd init --key-file`): other nodes of a pool may
+   * hold it too, so the local ids of models authored here carry this store's
+   * own mark (GraphStore.allocateLocalId), or two nodes could give the same
+   * id to two different models and one would replace the other.
+   */
+  readonly shared: boolean
 
-  constructor(init: { current: NodeKeyPair; life?: number; previous?: { pair: NodeKeyPair; life: number }[]; rotations?: Rotation[]; proofs?: Proof[] }) {
+  constructor(init: { current: NodeKeyPair; life?: number; previous?: { pair: NodeKeyPair; life: number }[]; rotations?: Rotation[]; proofs?: Proof[]; shared?: boolean }) {
     this.current = init.current
     this.life = init.life ?? 1
     this.previous = init.previous ?? []
     this.rotations = init.rotations ?? []
     this.proofs = init.proofs ?? []
+    this.shared = init.shared ?? false
   }
 
   get nodeKey(): string {

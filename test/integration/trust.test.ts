@@ -1003,3 +1003,39 @@ describe('DIR/settings.json', () => {
     })
   }
 })
+
+describe('nodes of a pool that share an imported key never give one id to two models', () => {
+  const dirs: string[] = []
+  const daemons: Daemon[] = []
+  after(async () => {
+    for (const d of daemons) await d.close()
+    for (const d of dirs) await removeDir(d)
+  })
+
+  test('each authors before they sync: both posts reach both nodes under their own ids; the mark survives a restart', async () => {
+    const shared = generateKeyPair()
+    for (let i = 0; i < 3; i++) dirs.push(await tempDir(`pool-key-${i}-`))
+    const open = (dir: string, importKey?: NodeKeyPair) => startDaemon({ dataDir: dir, host: '127.0.0.1', port: 0, rateLimit: { max: 0, windowSeconds: 60 }, ...(importKey ? { importKey } : {}) })
+    const [a, b] = [await open(dirs[0]!, shared), await open(dirs[1]!, shared)]
+    daemons.push(a, b)
+    const fromA = await a.node.author('post', { title: 'on A', text: 'written on A' })
+    const fromB = await b.node.author('post', { title: 'on B', text: 'written on B' })
+    assert.notEqual(fromA.id, fromB.id, 'the same key, the same counter, two ids')
+    assert.equal(fromA.id, `ed25519::${shared.publicKeyHex}::1.${a.node.deps.store.storeId.slice(0, 8)}`)
+    assert.equal(fromB.id, `ed25519::${shared.publicKeyHex}::1.${b.node.deps.store.storeId.slice(0, 8)}`)
+    await a.node.pull(b.url, {})
+    await b.node.pull(a.url, {})
+    for (const d of [a, b]) assert.deepEqual((await d.node.list()).map((r) => r.id).sort(), [fromA.id, fromB.id].sort(), 'nothing replaced')
+    // The key file says the key was imported; a restart keeps marking.
+    assert.equal(JSON.parse(await readFile(join(dirs[0]!, 'node.key'), 'utf8')).shared, true)
+    await a.close()
+    daemons.splice(daemons.indexOf(a), 1)
+    const again = await open(dirs[0]!)
+    daemons.push(again)
+    assert.match((await again.node.author('post', { title: 'again', text: 'after the restart' })).id, new RegExp(`::2\\.${again.node.deps.store.storeId.slice(0, 8)}$`))
+    // A node whose key was generated here keeps plain counters.
+    const own = await open(dirs[2]!)
+    daemons.push(own)
+    assert.match((await own.node.author('post', { title: 'own', text: 'own key' })).id, /::1$/)
+  })
+})

@@ -221,6 +221,12 @@ export function runGraphStoreSuite(name: string, open: () => Promise<StoreHandle
     await store.commit([makePost(bob, { localId: 3 }), makePost(bob, { localId: 4 })])
     assert.equal(await store.allocateLocalId(bob.publicKeyHex), '5')
     assert.equal(await store.allocateLocalId(alice.publicKeyHex), '6')
+    // A key other nodes may hold too: the id carries this store's mark, and a held one is skipped the same way.
+    const mark = store.storeId.slice(0, 8)
+    assert.match(mark, /^[0-9a-f]{8}$/)
+    await store.commit([makePost(bob, { localId: `8.${mark}` })])
+    assert.equal(await store.allocateLocalId(bob.publicKeyHex, true), `7.${mark}`)
+    assert.equal(await store.allocateLocalId(bob.publicKeyHex, true), `9.${mark}`)
   })
 
   withStore('ingest: signatures checked before anything is written', async (store) => {
