@@ -5,7 +5,7 @@ import { DipError, isWireCode, WIRE_CODES, type WireCode } from './errors.js'
 import { authorModel, stageModel } from './model/signed.js'
 import type { ModelRegistry } from './model/registry.js'
 import type { FacetFilter } from './model/types.js'
-import { formatId, parseIdText, type GlobalId } from './protocol/id.js'
+import { parseIdText, type GlobalId } from './protocol/id.js'
 import { EPOCH, formatNow, parseFilterTime } from './protocol/time.js'
 import { getRequestXml, readGetAnswer, type Limits } from './protocol/envelope.js'
 import { formatVersion } from './protocol/version.js'
@@ -17,17 +17,9 @@ import type { PeerStatus, Replicator } from './sync/replicator.js'
 import type { Metrics } from './metrics.js'
 import type { Ingest } from './store/ingest.js'
 import { pull, type PullFilter, type PullProgress, type PullSummary } from './sync/pull.js'
+import { facetsOf, type LocalFilter } from './sync/filter.js'
 
-/** Filters as the CLI and local API take them. */
-export interface LocalFilter {
-  model?: string
-  tags?: string[]
-  thread?: string
-  since?: string
-  until?: string
-  allow?: string[]
-  deny?: string[]
-}
+export type { LocalFilter }
 
 export interface ListedRow {
   id: string
@@ -43,17 +35,6 @@ export interface NodeDeps {
   identity: NodeIdentity
   /** writes the identity back to DIR/node.key after a rotation or a new proof */
   saveIdentity: () => Promise<void>
-}
-
-function facetsOf(f: LocalFilter): FacetFilter {
-  const facets: FacetFilter = []
-  if (f.tags && f.tags.length > 0) facets.push({ facet: 'tag', values: f.tags })
-  if (f.thread !== undefined) {
-    const id = parseIdText(f.thread)
-    if (!id.ok) throw new DipError('DIP_FILTER_INVALID', `--thread: ${id.error.message}`)
-    facets.push({ facet: 'thread', values: [formatId(id.value)] })
-  }
-  return facets
 }
 
 function checkKeys(keys: string[] | undefined, flag: string, code: 'DIP_FILTER_INVALID' | 'DIP_USAGE' = 'DIP_FILTER_INVALID'): string[] | undefined {
@@ -108,12 +89,11 @@ export class DipNode {
 
   /** list() a page of up to 1,000 rows at a time (the filter is checked before the first page). */
   listPages(filter: LocalFilter = {}): AsyncGenerator<ListedRow[]> {
-    if (filter.model !== undefined && !this.deps.registry.get(filter.model)) throw new DipError('DIP_USAGE', `model ${filter.model} is not registered`)
     const q = {
       model: filter.model ?? 'post',
       from: filterTime(filter.since, '--since'),
       to: filterTime(filter.until, '--until'),
-      facets: facetsOf(filter),
+      facets: this.#facets(filter),
       allow: filter.allow ? new Set(checkKeys(filter.allow, '--allow')) : undefined,
       deny: filter.deny ? new Set(checkKeys(filter.deny, '--deny')) : undefined,
     }
@@ -128,6 +108,15 @@ export class DipNode {
         afterSeq = last.s
       }
     })()
+  }
+
+  /** The filter's facets, checked against its model: a filter the model has not is refused (DIP_FILTER_INVALID), never dropped. */
+  #facets(filter: LocalFilter): FacetFilter {
+    const def = this.deps.registry.get(filter.model ?? 'post')
+    if (!def) throw new DipError('DIP_USAGE', `model ${filter.model} is not registered`)
+    const facets = facetsOf(filter)
+    def.filterXml(facets)
+    return facets
   }
 
   /** A model as the node serves it (XML), or undefined. */
@@ -149,7 +138,7 @@ export class DipNode {
       until: filter.until,
       allow: checkKeys(filter.allow, '--allow'),
       deny: checkKeys(filter.deny, '--deny'),
-      facets: facetsOf(filter),
+      facets: this.#facets(filter),
     }
     filterTime(filter.since, '--since')
     filterTime(filter.until, '--until')
@@ -234,7 +223,7 @@ export class DipNode {
   async addPeer(url: string, opts: { push?: boolean; pull?: boolean; filter?: LocalFilter }): Promise<PeerRecord> {
     const base = new DipClient(url).base
     const filter = opts.filter ?? {}
-    facetsOf(filter) // validates the filter now, not at the first delivery
+    this.#facets(filter) // validates the filter now, not at the first delivery
     filterTime(filter.since, '--since')
     filterTime(filter.until, '--until')
     checkKeys(filter.allow, '--allow')

@@ -30,17 +30,12 @@ function withFilters(cmd: Command): Command {
     .option('--until <time>', 'update-time to (exclusive)')
     .option('--allow <key>', 'only models by this sender key (repeatable)', collect)
     .option('--deny <key>', 'never models by this sender key (repeatable)', collect)
+    .option('--to <recipient>', 'messages only: to this key or group:NAME (repeatable: any of them)', collect)
+    .option('--kind <kind>', 'messages only: of this kind, chat, notice or announce (repeatable: any of them)', collect)
 }
 
-interface FilterOpts {
-  model?: string
-  tag?: string[]
-  thread?: string
-  since?: string
-  until?: string
-  allow?: string[]
-  deny?: string[]
-}
+/** The filter flags as commander gives them: LocalFilter's fields, with the repeatable flags named in the singular. */
+type FilterOpts = Omit<LocalFilter, 'tags' | 'kinds'> & { tag?: string[]; kind?: string[] }
 
 function toFilter(o: FilterOpts): LocalFilter {
   const f: LocalFilter = {}
@@ -51,6 +46,8 @@ function toFilter(o: FilterOpts): LocalFilter {
   if (o.until !== undefined) f.until = o.until
   if (o.allow) f.allow = o.allow
   if (o.deny) f.deny = o.deny
+  if (o.to) f.to = o.to
+  if (o.kind) f.kinds = o.kind
   return f
 }
 

@@ -18,10 +18,10 @@
 import { DipError } from '../errors.js'
 import { pingRequestXml, putRequestXml, readPutAnswer } from '../protocol/envelope.js'
 import { parseFilterTime, EPOCH } from '../protocol/time.js'
-import { formatId, parseIdText } from '../protocol/id.js'
 import type { GraphStore, PeerRecord, PushState, Row } from '../store/graph-store.js'
 import { rowMatches } from '../store/graph-store.js'
 import { DipClient } from './client.js'
+import { facetsOf, type LocalFilter } from './filter.js'
 
 export const PUSH_BATCH = 500
 /** half the default request limit of PROTOCOL.md §1 */
@@ -69,15 +69,10 @@ function jitter(ms: number): number {
   return Math.round(ms * (0.5 + Math.random()))
 }
 
-/** The list-filter query of a peer's filter (the same fields as the CLI's). */
+/** The list-filter query of a peer's filter (the same fields as the CLI's; checked when the peer was added). */
 function queryOf(filter: Record<string, unknown> | undefined) {
-  const f = (filter ?? {}) as { model?: string; tags?: string[]; thread?: string; since?: string; until?: string; allow?: string[]; deny?: string[] }
-  const facets: { facet: string; values: string[] }[] = []
-  if (f.tags && f.tags.length > 0) facets.push({ facet: 'tag', values: f.tags })
-  if (f.thread) {
-    const id = parseIdText(f.thread)
-    if (id.ok) facets.push({ facet: 'thread', values: [formatId(id.value)] })
-  }
+  const f = (filter ?? {}) as LocalFilter
+  const facets = facetsOf(f)
   const time = (t: string | undefined) => {
     if (t === undefined) return undefined
     const r = parseFilterTime(t)

@@ -1,0 +1,50 @@
+// The filters the CLI, the local API and peer records take (`--model`,
+// `--tag`, `--thread`, `--to`, `--kind`, `--since`, `--until`, `--allow`,
+// `--deny`), and the model facets they narrow: one reading for local lists,
+// pulls and pushes, so that no path drops a filter another one applies.
+import { DipError } from '../errors.js'
+import type { FacetFilter } from '../model/types.js'
+import { formatId, parseIdText } from '../protocol/id.js'
+
+/** Filters as the CLI and local API take them. */
+export interface LocalFilter {
+  model?: string
+  tags?: string[]
+  thread?: string
+  since?: string
+  until?: string
+  allow?: string[]
+  deny?: string[]
+  /** messages: to any of these keys (hex, or ed25519::hex) or groups (group:NAME) */
+  to?: string[]
+  /** messages: of any of these kinds */
+  kinds?: string[]
+}
+
+/** A list of strings from a filter (the local API's JSON is untrusted). */
+function strings(v: unknown, flag: string): string[] {
+  if (v === undefined) return []
+  if (!Array.isArray(v) || v.some((x) => typeof x !== 'string')) throw new DipError('DIP_FILTER_INVALID', `${flag}: a list of strings`)
+  return v as string[]
+}
+
+/**
+ * The filter's facets (posts: tag, thread; messages: to, kind), in the form
+ * the store and the model's filterXml take; whether the model has them is
+ * its filterXml's to say.
+ */
+export function facetsOf(f: LocalFilter): FacetFilter {
+  const facets: FacetFilter = []
+  const tags = strings(f.tags, '--tag')
+  if (tags.length > 0) facets.push({ facet: 'tag', values: tags })
+  if (f.thread !== undefined) {
+    const id = parseIdText(String(f.thread))
+    if (!id.ok) throw new DipError('DIP_FILTER_INVALID', `--thread: ${id.error.message}`)
+    facets.push({ facet: 'thread', values: [formatId(id.value)] })
+  }
+  const to = strings(f.to, '--to')
+  if (to.length > 0) facets.push({ facet: 'to', values: to.map((v) => v.replace(/^ed25519::/, '')) })
+  const kinds = strings(f.kinds, '--kind')
+  if (kinds.length > 0) facets.push({ facet: 'kind', values: kinds })
+  return facets
+}
