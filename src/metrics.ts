@@ -71,7 +71,7 @@ export class Metrics {
     })
     new Counter({
       name: 'dipd_verify_worker_failures_total',
-      help: 'Times the libsodium worker failed; it is started again after a pause, OpenSSL checking meanwhile',
+      help: 'Times the libsodium worker failed (died, threw, or held a batch 30 s unanswered); it is started again after a pause, OpenSSL checking meanwhile',
       registers,
       collect() {
         this.reset()

@@ -123,18 +123,22 @@ interface Group {
 /** A failed worker is started again after this long, doubled after each failure in a row, at most WORKER_RETRY_MAX. */
 const WORKER_RETRY_MS = 1000
 const WORKER_RETRY_MAX = 60_000
+/** A batch the worker has not answered after this long means it hangs: it is ended like a failed one (a batch of BATCH_MAX checks takes ~12 ms). */
+const WORKER_HUNG_MS = 30_000
 
 /**
  * Collects checks into batches for the libsodium worker (see the header).
  * A worker that fails (throws, exits, dies) is started again for later
  * batches after a pause that doubles with each failure in a row (1 s up to
  * a minute; a batch it answers resets it); meanwhile, and for what it held,
- * OpenSSL answers. Without libsodium (sodium-native does not load), or once
+ * OpenSSL answers. A worker that holds a batch unanswered for 30 s is taken
+ * for hung and ended the same way, so that no check waits for ever. Without libsodium (sodium-native does not load), or once
  * closed, OpenSSL answers everything.
  */
 export class BatchVerifier {
   readonly #workerUrl: URL
   readonly #retryMs: number
+  readonly #hungMs: number
   #worker: Worker | undefined
   /** for good: libsodium is unavailable, or the verifier is closed */
   #broken = false
@@ -147,13 +151,21 @@ export class BatchVerifier {
   #count = 0
   #bytes = 0
   #scheduled = false
-  readonly #pending = new Map<number, Group[]>()
+  /** batches the worker holds, oldest first, with when they were sent (performance.now()) */
+  readonly #pending = new Map<number, { groups: Group[]; at: number }>()
   #nextId = 1
+  /** fires when the oldest batch held may have waited hungMs */
+  #watchdog: NodeJS.Timeout | undefined
 
-  /** `workerUrl`: the worker script (tests give broken ones); `retryMs`: the first pause before a failed worker is started again. */
-  constructor(workerUrl = new URL('./verify-worker.js', import.meta.url), options: { retryMs?: number } = {}) {
+  /**
+   * `workerUrl`: the worker script (tests give broken ones); `retryMs`: the
+   * first pause before a failed worker is started again; `hungMs`: how long
+   * a batch may go unanswered before the worker is taken for hung.
+   */
+  constructor(workerUrl = new URL('./verify-worker.js', import.meta.url), options: { retryMs?: number; hungMs?: number } = {}) {
     this.#workerUrl = workerUrl
     this.#retryMs = options.retryMs ?? WORKER_RETRY_MS
+    this.#hungMs = options.hungMs ?? WORKER_HUNG_MS
     this.#retryDelay = this.#retryMs
   }
 
@@ -236,9 +248,25 @@ export class BatchVerifier {
       }
     }
     const id = this.#nextId++
-    this.#pending.set(id, groups)
+    this.#pending.set(id, { groups, at: performance.now() })
     worker.ref()
     worker.postMessage({ id, count, buf } satisfies BatchMessage, [buf])
+    this.#watch()
+  }
+
+  /** Arms the watchdog for the oldest batch held, unless it is armed or nothing is held. */
+  #watch(): void {
+    if (this.#watchdog !== undefined) return
+    const oldest = this.#pending.values().next().value
+    if (oldest === undefined) return
+    this.#watchdog = setTimeout(() => {
+      this.#watchdog = undefined
+      const first = this.#pending.values().next().value
+      if (first !== undefined && performance.now() - first.at >= this.#hungMs) this.#lost(false)
+      else this.#watch()
+    }, Math.max(0, oldest.at + this.#hungMs - performance.now()))
+    // Never keeps the process alive: the worker's ref does while it holds batches.
+    this.#watchdog.unref()
   }
 
   #start(): Worker | undefined {
@@ -262,10 +290,14 @@ export class BatchVerifier {
   }
 
   #answer({ id, ok }: BatchAnswer): void {
-    const groups = this.#pending.get(id)
+    const groups = this.#pending.get(id)?.groups
     if (!groups) return
     this.#pending.delete(id)
-    if (this.#pending.size === 0) this.#worker?.unref()
+    if (this.#pending.size === 0) {
+      this.#worker?.unref()
+      clearTimeout(this.#watchdog)
+      this.#watchdog = undefined
+    }
     this.#retryDelay = this.#retryMs
     this.#workerChecks += ok.length
     let i = 0
@@ -302,7 +334,9 @@ export class BatchVerifier {
       this.#retryDelay = Math.min(this.#retryDelay * 2, WORKER_RETRY_MAX)
     }
     void worker?.terminate()
-    for (const groups of this.#pending.values()) for (const g of groups) for (const n of g.sent) this.#openSsl(g, n)
+    clearTimeout(this.#watchdog)
+    this.#watchdog = undefined
+    for (const { groups } of this.#pending.values()) for (const g of groups) for (const n of g.sent) this.#openSsl(g, n)
     this.#pending.clear()
   }
 }

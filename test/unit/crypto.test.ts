@@ -194,3 +194,32 @@ test('a batch verifier whose worker says libsodium is unavailable answers with O
   assert.equal(await v.verify(pair.publicKeyHex, msg, Buffer.from(sign(pair, msg))), true)
   assert.equal(v.engine, 'openssl')
 })
+
+test('a batch verifier whose worker holds a batch too long takes it for hung: it is ended and OpenSSL answers', { timeout: 30_000 }, async () => {
+  // A worker that takes batches and never answers.
+  const silent = new URL(`data:text/javascript,${encodeURIComponent("import { parentPort } from 'node:worker_threads'; parentPort.on('message', () => {})")}`)
+  const v = new BatchVerifier(silent, { retryMs: 600_000, hungMs: 300 })
+  try {
+    const t0 = performance.now()
+    assert.deepEqual(await threeChecks(v), [true, false, false], 'the batch the worker held')
+    assert.ok(performance.now() - t0 >= 290, 'answered once the worker was taken for hung')
+    assert.deepEqual(v.stats, { workerFailures: 1, workerChecks: 0 })
+    assert.equal(v.engine, 'openssl', 'during the pause')
+  } finally {
+    await v.close()
+  }
+  // A worker that answers is not taken for hung: batches answered over longer than hungMs in all (its start-up included).
+  const real = new BatchVerifier(undefined, { hungMs: 3000 })
+  try {
+    const t0 = performance.now()
+    let rounds = 0
+    while (performance.now() - t0 < 3500 && rounds < 100) {
+      assert.deepEqual(await threeChecks(real), [true, false, false])
+      rounds++
+      await new Promise((r) => setTimeout(r, 200))
+    }
+    assert.deepEqual(real.stats, { workerFailures: 0, workerChecks: 3 * rounds })
+  } finally {
+    await real.close()
+  }
+})
