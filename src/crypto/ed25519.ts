@@ -132,8 +132,9 @@ const WORKER_HUNG_MS = 30_000
  * batches after a pause that doubles with each failure in a row (1 s up to
  * a minute; a batch it answers resets it); meanwhile, and for what it held,
  * OpenSSL answers. A worker that holds a batch unanswered for 30 s is taken
- * for hung and ended the same way, so that no check waits for ever. Without libsodium (sodium-native does not load), or once
- * closed, OpenSSL answers everything.
+ * for hung and ended the same way, so that no check waits for ever. Without
+ * libsodium (sodium-native does not load), or once closed, OpenSSL answers
+ * everything.
  */
 export class BatchVerifier {
   readonly #workerUrl: URL
