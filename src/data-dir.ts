@@ -34,7 +34,12 @@ async function writeFileAtomic(path: string, data: string, mode: number): Promis
   await rename(tmp, path)
 }
 
-/** Creates DIR and its key if missing (or imports `importKey`); returns the identity. Idempotent. */
+/**
+ * Creates DIR and its key if missing (or imports `importKey`); returns the
+ * identity. Idempotent. Importing the key DIR already holds marks it shared
+ * (NodeIdentity.shared): the way for a pool node whose key was imported
+ * before keys were marked.
+ */
 export async function initDataDir(dir: string, importKey?: NodeKeyPair): Promise<NodeIdentity> {
   await mkdir(dir, { recursive: true, mode: 0o700 })
   if (await dataDirExists(dir)) {
@@ -42,7 +47,10 @@ export async function initDataDir(dir: string, importKey?: NodeKeyPair): Promise
     if (importKey && identity.current.publicKeyHex !== importKey.publicKeyHex) {
       throw new DipError('DIP_USAGE', `${dir} already holds the key ${identity.nodeKey}; import a key into a new folder`)
     }
-    return identity
+    if (!importKey || identity.shared) return identity
+    const marked = new NodeIdentity({ current: identity.current, life: identity.life, previous: identity.previous, rotations: identity.rotations, proofs: identity.proofs, shared: true })
+    await saveIdentity(dir, marked)
+    return marked
   }
   const identity = importKey ? new NodeIdentity({ current: importKey, shared: true }) : new NodeIdentity({ current: generateKeyPair() })
   await saveIdentity(dir, identity)

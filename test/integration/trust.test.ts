@@ -9,6 +9,7 @@ import { readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { request } from 'undici'
 import { startDaemon, type Daemon, type DaemonConfig } from '../../src/daemon.js'
+import { initDataDir } from '../../src/data-dir.js'
 import { DipError } from '../../src/errors.js'
 import { generateKeyPair, sign, verify, type NodeKeyPair } from '../../src/crypto/ed25519.js'
 import { makeProof, makeRotation, type Proof, type Rotation } from '../../src/trust/chain.js'
@@ -1037,5 +1038,18 @@ describe('nodes of a pool that share an imported key never give one id to two mo
     const own = await open(dirs[2]!)
     daemons.push(own)
     assert.match((await own.node.author('post', { title: 'own', text: 'own key' })).id, /::1$/)
+    await own.close()
+    daemons.splice(daemons.indexOf(own), 1)
+    // A key imported before keys were marked (no `shared` in node.key): importing the same key again marks it, and nothing else changes.
+    const keyFile = join(dirs[1]!, 'node.key')
+    await b.close()
+    daemons.splice(daemons.indexOf(b), 1)
+    const before = JSON.parse(await readFile(keyFile, 'utf8')) as Record<string, unknown>
+    delete before.shared
+    await writeFile(keyFile, JSON.stringify(before))
+    assert.equal((await initDataDir(dirs[1]!)).shared, false)
+    assert.equal((await initDataDir(dirs[1]!, shared)).shared, true)
+    assert.deepEqual(JSON.parse(await readFile(keyFile, 'utf8')), { ...before, shared: true })
+    await assert.rejects(initDataDir(dirs[1]!, generateKeyPair()), (e: DipError) => e.code === 'DIP_USAGE')
   })
 })
