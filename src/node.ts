@@ -6,7 +6,7 @@ import { authorModel, stageModel } from './model/signed.js'
 import type { ModelRegistry } from './model/registry.js'
 import type { FacetFilter } from './model/types.js'
 import { parseIdText, type GlobalId } from './protocol/id.js'
-import { EPOCH, formatNow, parseFilterTime } from './protocol/time.js'
+import { formatNow } from './protocol/time.js'
 import { getRequestXml, readGetAnswer, type Limits } from './protocol/envelope.js'
 import { formatVersion } from './protocol/version.js'
 import type { NodeIdentity } from './trust/identity.js'
@@ -17,7 +17,7 @@ import type { PeerStatus, Replicator } from './sync/replicator.js'
 import type { Metrics } from './metrics.js'
 import type { Ingest } from './store/ingest.js'
 import { pull, type PullFilter, type PullProgress, type PullSummary } from './sync/pull.js'
-import { facetsOf, type LocalFilter } from './sync/filter.js'
+import { facetsOf, filterKeys, filterTime, type LocalFilter } from './sync/filter.js'
 
 export type { LocalFilter }
 
@@ -35,18 +35,6 @@ export interface NodeDeps {
   identity: NodeIdentity
   /** writes the identity back to DIR/node.key after a rotation or a new proof */
   saveIdentity: () => Promise<void>
-}
-
-function checkKeys(keys: string[] | undefined, flag: string, code: 'DIP_FILTER_INVALID' | 'DIP_USAGE' = 'DIP_FILTER_INVALID'): string[] | undefined {
-  for (const k of keys ?? []) if (!/^[0-9a-f]{64}$/.test(k.replace(/^ed25519::/, ''))) throw new DipError(code, `${flag}: ${k} is not a 64-hex key`)
-  return keys?.map((k) => k.replace(/^ed25519::/, ''))
-}
-
-function filterTime(text: string | undefined, flag: string): string | undefined {
-  if (text === undefined) return undefined
-  const t = parseFilterTime(text)
-  if (!t.ok) throw new DipError('DIP_FILTER_INVALID', `${flag}: ${t.error.message}`)
-  return t.value === EPOCH ? undefined : t.value
 }
 
 export class DipNode {
@@ -94,8 +82,8 @@ export class DipNode {
       from: filterTime(filter.since, '--since'),
       to: filterTime(filter.until, '--until'),
       facets: this.#facets(filter),
-      allow: filter.allow ? new Set(checkKeys(filter.allow, '--allow')) : undefined,
-      deny: filter.deny ? new Set(checkKeys(filter.deny, '--deny')) : undefined,
+      allow: filter.allow ? new Set(filterKeys(filter.allow, '--allow')) : undefined,
+      deny: filter.deny ? new Set(filterKeys(filter.deny, '--deny')) : undefined,
     }
     const store = this.deps.store
     return (async function* () {
@@ -136,8 +124,8 @@ export class DipNode {
     const pf: PullFilter = {
       since: filter.since,
       until: filter.until,
-      allow: checkKeys(filter.allow, '--allow'),
-      deny: checkKeys(filter.deny, '--deny'),
+      allow: filterKeys(filter.allow, '--allow'),
+      deny: filterKeys(filter.deny, '--deny'),
       facets: this.#facets(filter),
     }
     filterTime(filter.since, '--since')
@@ -226,8 +214,8 @@ export class DipNode {
     this.#facets(filter) // validates the filter now, not at the first delivery
     filterTime(filter.since, '--since')
     filterTime(filter.until, '--until')
-    checkKeys(filter.allow, '--allow')
-    checkKeys(filter.deny, '--deny')
+    filterKeys(filter.allow, '--allow')
+    filterKeys(filter.deny, '--deny')
     const old = await this.deps.store.peer(base)
     const rec: PeerRecord = { life: 1, pulls: 0, stored: 0, rejected: 0, ...old, url: base, push: opts.push === true, pull: opts.pull === true, filter: filter as Record<string, unknown> }
     await this.deps.store.savePeer(rec)
@@ -265,7 +253,7 @@ export class DipNode {
     const base = new DipClient(url).base
     const old = await this.deps.store.peer(base)
     if (!old) throw new DipError('DIP_NOT_FOUND', `no peer ${base} yet: pull from it first`)
-    const rec = { ...old, allow: checkKeys(policy.allow, '--allow', 'DIP_USAGE'), deny: checkKeys(policy.deny, '--deny', 'DIP_USAGE') }
+    const rec = { ...old, allow: filterKeys(policy.allow, '--allow', 'DIP_USAGE'), deny: filterKeys(policy.deny, '--deny', 'DIP_USAGE') }
     await this.deps.store.savePeer(rec)
     return rec
   }
@@ -286,14 +274,14 @@ export class DipNode {
 
   /** Bans a sender key node-wide: its models are removed, never served, refused on put, skipped on pull. */
   async ban(key: string): Promise<{ key: string; removed: number }> {
-    const [hex] = checkKeys([key], 'ban', 'DIP_USAGE')!
+    const [hex] = filterKeys([key], 'ban', 'DIP_USAGE')!
     const removed = await this.deps.store.ban(hex!)
     this.deps.ingest.banned.add(hex!)
     return { key: hex!, removed }
   }
 
   async unban(key: string): Promise<{ key: string }> {
-    const [hex] = checkKeys([key], 'unban', 'DIP_USAGE')!
+    const [hex] = filterKeys([key], 'unban', 'DIP_USAGE')!
     await this.deps.store.unban(hex!)
     this.deps.ingest.banned.delete(hex!)
     return { key: hex! }

@@ -5,6 +5,9 @@
 import { DipError } from '../errors.js'
 import type { FacetFilter } from '../model/types.js'
 import { formatId, parseIdText } from '../protocol/id.js'
+import { EPOCH, parseFilterTime } from '../protocol/time.js'
+
+type FilterCode = 'DIP_FILTER_INVALID' | 'DIP_USAGE'
 
 /** Filters as the CLI and local API take them. */
 export interface LocalFilter {
@@ -22,10 +25,27 @@ export interface LocalFilter {
 }
 
 /** A list of strings from a filter (the local API's JSON is untrusted). */
-function strings(v: unknown, flag: string): string[] {
+function strings(v: unknown, flag: string, code: FilterCode = 'DIP_FILTER_INVALID'): string[] {
   if (v === undefined) return []
-  if (!Array.isArray(v) || v.some((x) => typeof x !== 'string')) throw new DipError('DIP_FILTER_INVALID', `${flag}: a list of strings`)
+  if (!Array.isArray(v) || v.some((x) => typeof x !== 'string')) throw new DipError(code, `${flag}: a list of strings`)
   return v as string[]
+}
+
+/** Sender keys (--allow, --deny, a peer's policy, ban) as 64 hex, `ed25519::` taken off; undefined for none given. */
+export function filterKeys(v: unknown, flag: string, code: FilterCode = 'DIP_FILTER_INVALID'): string[] | undefined {
+  if (v === undefined) return undefined
+  const keys = strings(v, flag, code).map((k) => k.replace(/^ed25519::/, ''))
+  for (const k of keys) if (!/^[0-9a-f]{64}$/.test(k)) throw new DipError(code, `${flag}: ${k.slice(0, 80)} is not a 64-hex key`)
+  return keys
+}
+
+/** A filter time (--since, --until: text, or Unix seconds) as a time key; undefined for none, or the epoch. */
+export function filterTime(v: unknown, flag: string): string | undefined {
+  if (v === undefined) return undefined
+  if (typeof v !== 'string' && typeof v !== 'number') throw new DipError('DIP_FILTER_INVALID', `${flag}: a time is text or Unix seconds`)
+  const t = parseFilterTime(String(v))
+  if (!t.ok) throw new DipError('DIP_FILTER_INVALID', `${flag}: ${t.error.message}`)
+  return t.value === EPOCH ? undefined : t.value
 }
 
 /**

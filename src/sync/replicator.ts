@@ -17,11 +17,10 @@
 // Pull peers are pulled every `pullIntervalSeconds` and when they ping.
 import { DipError } from '../errors.js'
 import { pingRequestXml, putRequestXml, readPutAnswer } from '../protocol/envelope.js'
-import { parseFilterTime, EPOCH } from '../protocol/time.js'
 import type { GraphStore, PeerRecord, PushState, Row } from '../store/graph-store.js'
 import { rowMatches } from '../store/graph-store.js'
 import { DipClient } from './client.js'
-import { facetsOf, type LocalFilter } from './filter.js'
+import { facetsOf, filterKeys, filterTime, type LocalFilter } from './filter.js'
 
 export const PUSH_BATCH = 500
 /** half the default request limit of PROTOCOL.md §1 */
@@ -72,14 +71,8 @@ function jitter(ms: number): number {
 /** The list-filter query of a peer's filter (the same fields as the CLI's; checked when the peer was added). */
 function queryOf(filter: Record<string, unknown> | undefined) {
   const f = (filter ?? {}) as LocalFilter
-  const facets = facetsOf(f)
-  const time = (t: string | undefined) => {
-    if (t === undefined) return undefined
-    const r = parseFilterTime(t)
-    return r.ok && r.value !== EPOCH ? r.value : undefined
-  }
-  const hex = (keys: string[] | undefined) => (keys ? new Set(keys.map((k) => k.replace(/^ed25519::/, ''))) : undefined)
-  return { model: f.model, from: time(f.since), to: time(f.until), facets, allow: hex(f.allow), deny: hex(f.deny) }
+  const set = (keys: string[] | undefined) => (keys ? new Set(keys) : undefined)
+  return { model: f.model, from: filterTime(f.since, '--since'), to: filterTime(f.until, '--until'), facets: facetsOf(f), allow: set(filterKeys(f.allow, '--allow')), deny: set(filterKeys(f.deny, '--deny')) }
 }
 
 export class Replicator {

@@ -10,7 +10,7 @@ import { startDaemon } from '../../src/daemon.js'
 import { generateKeyPair, makePost } from '../factory.js'
 import { tempDir } from '../helpers.js'
 
-test('local list: 2,600 rows over three store pages come back as one JSON array in store order; a bad filter is DIP_USAGE', async () => {
+test('local list: 2,600 rows over three store pages come back as one JSON array in store order; a bad filter is DIP_USAGE or DIP_FILTER_INVALID', async () => {
   const dir = await tempDir('local-list-')
   const d = await startDaemon({ dataDir: dir.path, host: '127.0.0.1', port: 0 })
   try {
@@ -38,6 +38,12 @@ test('local list: 2,600 rows over three store pages come back as one JSON array 
     const bad = await list({ model: 'nope' })
     assert.equal(bad.status, 400)
     assert.equal(bad.json.error?.code, 'DIP_USAGE')
+    // Filter fields of the wrong JSON type are refused as such (they were TypeErrors, answered as DIP_INTERNAL).
+    for (const filter of [{ tags: 'even' }, { allow: 'ab' }, { allow: [5] }, { deny: [null] }, { until: {} }, { since: [1] }, { to: 'group:x', model: 'message' }]) {
+      const r = await list(filter)
+      assert.deepEqual([r.status, r.json.error?.code], [400, 'DIP_FILTER_INVALID'], JSON.stringify(filter))
+    }
+    assert.equal((await list({ tags: ['even'] })).json.rows!.length, 1300, 'and the daemon goes on')
   } finally {
     await d.close()
     await dir.remove()
