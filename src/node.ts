@@ -109,6 +109,7 @@ export class DipNode {
 
   /** A model as the node serves it (XML), or undefined. */
   async show(idText: string): Promise<string | undefined> {
+    if (typeof idText !== 'string') throw new DipError('DIP_ID_INVALID', 'a global id is text: ed25519::<64 hex>::<local id>')
     const id = parseIdText(idText)
     if (!id.ok) throw id.error
     const [found] = await this.deps.store.getModels([idText])
@@ -266,7 +267,7 @@ export class DipNode {
   }
 
   async addProof(turf: string): Promise<Proof> {
-    if (!/^[A-Za-z0-9.-]{1,253}$/.test(turf)) throw new DipError('DIP_USAGE', `--turf ${turf} is not a host name`)
+    if (typeof turf !== 'string' || !/^[A-Za-z0-9.-]{1,253}$/.test(turf)) throw new DipError('DIP_USAGE', `--turf ${String(turf).slice(0, 80)} is not a host name`)
     const proof = this.deps.identity.addProof(turf.toLowerCase())
     await this.deps.saveIdentity()
     return proof
