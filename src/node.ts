@@ -17,7 +17,7 @@ import type { PeerStatus, Replicator } from './sync/replicator.js'
 import type { Metrics } from './metrics.js'
 import type { Ingest } from './store/ingest.js'
 import { pull, type PullFilter, type PullProgress, type PullSummary } from './sync/pull.js'
-import { facetsOf, filterKeys, filterTime, type LocalFilter } from './sync/filter.js'
+import { facetsOf, filterKeys, filterTime, keySet, type LocalFilter } from './sync/filter.js'
 
 export type { LocalFilter }
 
@@ -82,8 +82,8 @@ export class DipNode {
       from: filterTime(filter.since, '--since'),
       to: filterTime(filter.until, '--until'),
       facets: this.#facets(filter),
-      allow: filter.allow ? new Set(filterKeys(filter.allow, '--allow')) : undefined,
-      deny: filter.deny ? new Set(filterKeys(filter.deny, '--deny')) : undefined,
+      allow: keySet(filterKeys(filter.allow, '--allow')),
+      deny: keySet(filterKeys(filter.deny, '--deny')),
     }
     const store = this.deps.store
     return (async function* () {

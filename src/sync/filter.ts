@@ -39,6 +39,9 @@ export function filterKeys(v: unknown, flag: string, code: FilterCode = 'DIP_FIL
   return keys
 }
 
+/** Keys as a list query takes them: a set, or undefined for no filter. */
+export const keySet = (keys: string[] | undefined): Set<string> | undefined => (keys ? new Set(keys) : undefined)
+
 /** A filter time (--since, --until: text, or Unix seconds) as a time key; undefined for none, or the epoch. */
 export function filterTime(v: unknown, flag: string): string | undefined {
   if (v === undefined) return undefined
