@@ -47,10 +47,11 @@ export async function initDataDir(dir: string, importKey?: NodeKeyPair): Promise
     if (importKey && identity.current.publicKeyHex !== importKey.publicKeyHex) {
       throw new DipError('DIP_USAGE', `${dir} already holds the key ${identity.nodeKey}; import a key into a new folder`)
     }
-    if (!importKey || identity.shared) return identity
-    const marked = new NodeIdentity({ current: identity.current, life: identity.life, previous: identity.previous, rotations: identity.rotations, proofs: identity.proofs, shared: true })
-    await saveIdentity(dir, marked)
-    return marked
+    if (importKey && !identity.shared) {
+      identity.shared = true
+      await saveIdentity(dir, identity)
+    }
+    return identity
   }
   const identity = importKey ? new NodeIdentity({ current: importKey, shared: true }) : new NodeIdentity({ current: generateKeyPair() })
   await saveIdentity(dir, identity)

@@ -270,6 +270,12 @@ export class BatchVerifier {
     this.#watchdog.unref()
   }
 
+  /** Disarms the watchdog: nothing is held any more. */
+  #unwatch(): void {
+    clearTimeout(this.#watchdog)
+    this.#watchdog = undefined
+  }
+
   #start(): Worker | undefined {
     if (this.#worker || this.#broken || Date.now() < this.#retryAt) return this.#worker
     try {
@@ -296,8 +302,7 @@ export class BatchVerifier {
     this.#pending.delete(id)
     if (this.#pending.size === 0) {
       this.#worker?.unref()
-      clearTimeout(this.#watchdog)
-      this.#watchdog = undefined
+      this.#unwatch()
     }
     this.#retryDelay = this.#retryMs
     this.#workerChecks += ok.length
@@ -335,8 +340,7 @@ export class BatchVerifier {
       this.#retryDelay = Math.min(this.#retryDelay * 2, WORKER_RETRY_MAX)
     }
     void worker?.terminate()
-    clearTimeout(this.#watchdog)
-    this.#watchdog = undefined
+    this.#unwatch()
     for (const { groups } of this.#pending.values()) for (const g of groups) for (const n of g.sent) this.#openSsl(g, n)
     this.#pending.clear()
   }

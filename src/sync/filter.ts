@@ -9,6 +9,9 @@ import { EPOCH, parseFilterTime } from '../protocol/time.js'
 
 type FilterCode = 'DIP_FILTER_INVALID' | 'DIP_USAGE'
 
+/** A key as 64 hex, with or without its `ed25519::` prefix. */
+const bareKey = (k: string) => k.replace(/^ed25519::/, '')
+
 /** Filters as the CLI and local API take them. */
 export interface LocalFilter {
   model?: string
@@ -34,7 +37,7 @@ function strings(v: unknown, flag: string, code: FilterCode = 'DIP_FILTER_INVALI
 /** Sender keys (--allow, --deny, a peer's policy, ban) as 64 hex, `ed25519::` taken off; undefined for none given. */
 export function filterKeys(v: unknown, flag: string, code: FilterCode = 'DIP_FILTER_INVALID'): string[] | undefined {
   if (v === undefined) return undefined
-  const keys = strings(v, flag, code).map((k) => k.replace(/^ed25519::/, ''))
+  const keys = strings(v, flag, code).map(bareKey)
   for (const k of keys) if (!/^[0-9a-f]{64}$/.test(k)) throw new DipError(code, `${flag}: ${k.slice(0, 80)} is not a 64-hex key`)
   return keys
 }
@@ -66,7 +69,7 @@ export function facetsOf(f: LocalFilter): FacetFilter {
     facets.push({ facet: 'thread', values: [formatId(id.value)] })
   }
   const to = strings(f.to, '--to')
-  if (to.length > 0) facets.push({ facet: 'to', values: to.map((v) => v.replace(/^ed25519::/, '')) })
+  if (to.length > 0) facets.push({ facet: 'to', values: to.map(bareKey) })
   const kinds = strings(f.kinds, '--kind')
   if (kinds.length > 0) facets.push({ facet: 'kind', values: kinds })
   return facets

@@ -67,7 +67,7 @@ export interface PullOptions {
 }
 
 /** The most tries a pull may be given after failures of the link (options.retries). */
-export const MAX_PULL_RETRIES = 100
+const MAX_PULL_RETRIES = 100
 /** The waits between two tries of a pull: the first, and the longest. */
 const RETRY_FIRST_MS = 1000
 const RETRY_MAX_MS = 60_000

@@ -18,7 +18,7 @@ export class NodeIdentity {
    * own mark (GraphStore.allocateLocalId), or two nodes could give the same
    * id to two different models and one would replace the other.
    */
-  readonly shared: boolean
+  shared: boolean
 
   constructor(init: { current: NodeKeyPair; life?: number; previous?: { pair: NodeKeyPair; life: number }[]; rotations?: Rotation[]; proofs?: Proof[]; shared?: boolean }) {
     this.current = init.current
