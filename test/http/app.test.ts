@@ -8,7 +8,7 @@ import type { FastifyInstance } from 'fastify'
 import { request } from 'undici'
 import { NodeIdentity } from '../../src/trust/identity.js'
 import { buildApp, responseSignature } from '../../src/http/app.js'
-import { verify } from '../../src/crypto/ed25519.js'
+import { ONE_PASS_SIGN_MIN, verify } from '../../src/crypto/ed25519.js'
 import { GraphStore } from '../../src/store/graph-store.js'
 import { Ingest } from '../../src/store/ingest.js'
 import { getRequestXml, listRequestXml, putRequestXml, readGetAnswer, readListAnswer, readPutAnswer, readResponseHead } from '../../src/protocol/envelope.js'
@@ -248,4 +248,18 @@ test('responseSignature: a body built right after "dip-response:" in one buffer 
   for (const b of [inPlace, afterOther, atStart]) assert.deepEqual(responseSignature(identity, b), plain)
   assert.ok(verify(pair.publicKeyHex, Buffer.concat([prefix, body]), Buffer.from(plain['DIP-Signature']!, 'hex')))
   assert.ok(!verify(pair.publicKeyHex, body, Buffer.from(plain['DIP-Signature']!, 'hex')), 'the prefix is part of what is signed')
+})
+
+test('responseSignature: a long body (a get answer) is signed in one pass, in place or copied, and verifies like any other', () => {
+  const pair = generateKeyPair()
+  const identity = new NodeIdentity({ current: pair })
+  const prefix = Buffer.from('dip-response:')
+  const body = Buffer.from(`<response><status>success</status><models>${'<model/>'.repeat(ONE_PASS_SIGN_MIN / 8)}</models></response>`)
+  const inPlace = Buffer.concat([prefix, body]).subarray(prefix.length)
+  const sigs = [responseSignature(identity, Buffer.from(body)), responseSignature(identity, inPlace)].map((h) => Buffer.from(h['DIP-Signature']!, 'hex'))
+  assert.notDeepEqual(sigs[0], sigs[1], 'a fresh nonce per answer, unlike a short answer')
+  for (const sig of sigs) {
+    assert.ok(verify(pair.publicKeyHex, Buffer.concat([prefix, body]), sig))
+    assert.ok(!verify(pair.publicKeyHex, body, sig), 'the prefix is part of what is signed')
+  }
 })

@@ -5,7 +5,7 @@ import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import fc from 'fast-check'
 import sodium from 'sodium-native'
-import { BatchVerifier, generateKeyPair, keyPairFromSecret, portable, sign, verify, verifyAsync, verifyMany, type SignatureCheck } from '../../src/crypto/ed25519.js'
+import { BatchVerifier, generateKeyPair, keyPairFromSecret, portable, sign, signOnePass, verify, verifyAsync, verifyMany, type SignatureCheck } from '../../src/crypto/ed25519.js'
 import { FIXTURES, tempDir } from '../helpers.js'
 
 const hex = (b: Uint8Array) => Buffer.from(b).toString('hex')
@@ -46,6 +46,40 @@ test('any flipped bit of message or signature fails on both implementations', ()
     }),
     { numRuns: 200 },
   )
+})
+
+test('signOnePass: ordinary ed25519 signatures that OpenSSL, libsodium, noble and verifyMany accept; a fresh nonce each time; a flipped bit fails', async () => {
+  const L = 2n ** 252n + 27742317777372353535851937790883648493n
+  const pairs = [keyPairFromSecret(Buffer.from(vectors[0]!.secretKey, 'hex')), generateKeyPair(), generateKeyPair()]
+  const checks: SignatureCheck[] = []
+  const Rs = new Set<string>()
+  for (const [n, len] of [0, 1, 63, 64, 1000, 65_536, 300_001, 1_600_000].entries()) {
+    const pair = pairs[n % pairs.length]!
+    const msg = randomBytes(len)
+    const sig = Buffer.from(signOnePass(pair, msg))
+    const again = Buffer.from(signOnePass(pair, msg))
+    assert.equal(sig.length, 64)
+    assert.notEqual(hex(sig), hex(again), 'not deterministic: a new nonce per signature')
+    for (const s of [sig, again]) {
+      Rs.add(hex(s.subarray(0, 32)))
+      assert.ok(BigInt('0x' + hex(Buffer.from(s.subarray(32)).reverse())) < L, 'S is reduced mod L')
+      assert.equal(verify(pair.publicKeyHex, msg, s), true, `OpenSSL, ${len} B`)
+      assert.equal(portable.verify(Buffer.from(pair.publicKeyHex, 'hex'), msg, s), true, `noble, ${len} B`)
+      assert.equal(sodium.crypto_sign_verify_detached(s, msg, Buffer.from(pair.publicKeyHex, 'hex')), true, `libsodium, ${len} B`)
+      checks.push({ key: pair.publicKeyHex, message: msg, signature: s })
+    }
+    const flipped = Buffer.from(sig)
+    flipped[(n * 7) % 64]! ^= 1 << n % 8
+    assert.equal(verify(pair.publicKeyHex, msg, flipped), false)
+    if (len > 0) {
+      const m2 = Buffer.from(msg)
+      m2[len >> 1]! ^= 1
+      assert.equal(verify(pair.publicKeyHex, m2, sig), false)
+    }
+    assert.equal(verify(pairs[(n + 1) % pairs.length]!.publicKeyHex, msg, sig), false, 'another key')
+  }
+  assert.equal(Rs.size, 16, 'no nonce point repeats')
+  assert.deepEqual([...(await verifyMany(checks))], checks.map(() => 1))
 })
 
 test('built-in and portable agree on random keys, messages and forged signatures', () => {
