@@ -230,14 +230,15 @@ export class BatchVerifier {
   verifyMany(checks: readonly SignatureCheck[]): Promise<Uint8Array> {
     return new Promise((resolve) => {
       const group: Group = { checks, sent: [], ok: new Uint8Array(checks.length), left: checks.length + 1, resolve }
-      checks.forEach((c, n) => {
+      for (let n = 0; n < checks.length; n++) {
+        const c = checks[n]!
         if (!wellFormed(c)) this.#settle(group, n, false)
         else if (this.#broken || c.message.length > LONG_MESSAGE) this.#openSsl(group, n)
         else {
           group.sent.push(n)
           this.#bytes += 100 + c.message.length
         }
-      })
+      }
       if (group.sent.length > 0) {
         this.#queue.push(group)
         this.#count += group.sent.length

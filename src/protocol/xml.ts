@@ -147,9 +147,62 @@ const isWs = (c: number) => c === 0x20 || c === 0x0a || c === 0x09 || c === 0x0d
  */
 export type Take = (el: XmlElement, parent: XmlElement, depth: number) => boolean
 
-/** Element and attribute names seen last, by first character and length (see name() in parseDocument). */
+/** Element and attribute names seen last, by first character and length (see readName). */
 const names: (string | undefined)[] = new Array(128 * 25)
 
+/** A parse error at offset `at`. */
+function syntax(msg: string, at: number): never {
+  throw new SyntaxErr(`${msg} (offset ${at})`)
+}
+
+/** The name that starts at `at`; `i`, where its markup starts, is the offset an error names. */
+function readName(s: string, at: number, i: number): string {
+  // ASCII names ended by an ASCII character that cannot continue a name: no regex.
+  let k = at
+  const first = s.charCodeAt(k)
+  if (NAME_CHAR[first] === 2) {
+    let c = s.charCodeAt(++k)
+    while (NAME_CHAR[c]) c = s.charCodeAt(++k)
+    if (c < 0x80 && c !== 0x3a) {
+      // The same few names recur (a short slice is a copy): the last one seen per first character and length is reused.
+      const len = k - at
+      if (len > 24) return s.slice(at, k)
+      const slot = first * 25 + len
+      const seen = names[slot]
+      if (seen !== undefined && s.startsWith(seen, at)) return seen
+      return (names[slot] = s.slice(at, k))
+    }
+  }
+  NAME_RE.lastIndex = at
+  const m = NAME_RE.exec(s)
+  if (m === null) return syntax('a name is expected', i)
+  if (m[0].indexOf(':') !== -1) syntax(`namespaced name ${JSON.stringify(m[0].slice(0, 64))} is not allowed`, i)
+  return m[0]
+}
+
+/** The open element's source is no longer canonical as it stands. */
+function notCanonical(flags: number[]): void {
+  flags[flags.length - 1]! &= ~CANON
+}
+
+/** A text run ends: it becomes the open element's child. */
+function addText(stack: XmlElement[], flags: number[], text: string): void {
+  const top = flags.length - 1
+  if (flags[top]! & CANON && WS_ONLY_RE.test(text)) flags[top]! |= WS_RUN
+  addChild(stack[stack.length - 1]!, text)
+}
+
+/** Offers a closed element to `take`; a taken one is its parent's last child, and the parent no longer holds its source. */
+function offer(take: Take, stack: XmlElement[], flags: number[], el: XmlElement): void {
+  const parent = stack[stack.length - 1]!
+  if (take(el, parent, stack.length + 1)) {
+    parent.children.pop()
+    notCanonical(flags)
+  }
+}
+
+// parseDocument makes no closures: the optimised code of a closure made per
+// call was compiled again and again, and calls to it deoptimised the parser.
 /** The tree of a document whose characters are already checked and whose line ends are normalised. */
 function parseDocument(s: string, take: Take | undefined): XmlElement {
   const n = s.length
@@ -161,63 +214,17 @@ function parseDocument(s: string, take: Take | undefined): XmlElement {
   let text = ''
   let hasText = false
   let i = 0
-  const err = (msg: string): never => {
-    throw new SyntaxErr(`${msg} (offset ${i})`)
-  }
-  const name = (at: number): string => {
-    // ASCII names ended by an ASCII character that cannot continue a name: no regex.
-    let k = at
-    const first = s.charCodeAt(k)
-    if (NAME_CHAR[first] === 2) {
-      let c = s.charCodeAt(++k)
-      while (NAME_CHAR[c]) c = s.charCodeAt(++k)
-      if (c < 0x80 && c !== 0x3a) {
-        // The same few names recur (a short slice is a copy): the last one seen per first character and length is reused.
-        const len = k - at
-        if (len > 24) return s.slice(at, k)
-        const slot = first * 25 + len
-        const seen = names[slot]
-        if (seen !== undefined && s.startsWith(seen, at)) return seen
-        return (names[slot] = s.slice(at, k))
-      }
-    }
-    NAME_RE.lastIndex = at
-    const m = NAME_RE.exec(s)
-    if (m === null) return err('a name is expected')
-    if (m[0].indexOf(':') !== -1) err(`namespaced name ${JSON.stringify(m[0].slice(0, 64))} is not allowed`)
-    return m[0]
-  }
-  const notCanonical = () => {
-    flags[flags.length - 1]! &= ~CANON
-  }
-  // A taken element is its parent's last child; the parent no longer holds its source.
-  const taken = (el: XmlElement) => {
-    const parent = stack[stack.length - 1]!
-    if (take!(el, parent, stack.length + 1)) {
-      parent.children.pop()
-      notCanonical()
-    }
-  }
-  const flush = () => {
-    if (hasText) {
-      const top = flags.length - 1
-      if (flags[top]! & CANON && WS_ONLY_RE.test(text)) flags[top]! |= WS_RUN
-      addChild(stack[stack.length - 1]!, text)
-      text = ''
-      hasText = false
-    }
-  }
   while (i < n) {
     const lt = s.indexOf('<', i)
     const end = lt === -1 ? n : lt
     if (end > i) {
       const chunk = s.slice(i, end)
       if (stack.length === 0) {
-        if (!WS_ONLY_RE.test(chunk)) err(root ? 'text after the root element' : 'text before the root element')
+        if (!WS_ONLY_RE.test(chunk)) syntax(root ? 'text after the root element' : 'text before the root element', i)
       } else {
-        if (chunk.indexOf(']]>') !== -1) err('"]]>" may not stand in character data') // §2.4
+        if (chunk.indexOf(']]>') !== -1) syntax('"]]>" may not stand in character data', i) // §2.4
         text += decodeRefs(chunk)
-        if (flags[flags.length - 1]! & CANON && !canonicalRaw(chunk, false)) notCanonical()
+        if (flags[flags.length - 1]! & CANON && !canonicalRaw(chunk, false)) notCanonical(flags)
         hasText = true
       }
       i = end
@@ -229,51 +236,55 @@ function parseDocument(s: string, take: Take | undefined): XmlElement {
       const top = stack[stack.length - 1]
       const after = top === undefined ? -1 : i + 2 + top.name.length
       const ends = top !== undefined && s.startsWith(top.name, i + 2) && NAME_CHAR[s.charCodeAt(after)] === 0 && s.charCodeAt(after) !== 0x3a
-      const nm = ends ? top.name : name(i + 2)
+      const nm = ends ? top.name : readName(s, i + 2, i)
       let j = i + 2 + nm.length
       const tight = j
       while (j < n && isWs(s.charCodeAt(j))) j++
-      if (s.charCodeAt(j) !== 0x3e) err('malformed end tag')
+      if (s.charCodeAt(j) !== 0x3e) syntax('malformed end tag', i)
       const open = stack[stack.length - 1]
-      if (!open || open.name !== nm) err(`end tag </${nm.slice(0, 64)}> does not match`)
-      flush()
+      if (!open || open.name !== nm) syntax(`end tag </${nm.slice(0, 64)}> does not match`, i)
+      if (hasText) {
+        addText(stack, flags, text)
+        text = ''
+        hasText = false
+      }
       stack.pop()
       const start = starts.pop()!
       const f = flags.pop()!
       i = j + 1
       // Canonical: tight end tag, not <a></a> (that is <a/>), no white-space-only run beside child elements.
       if (f & CANON && j === tight && open!.children.length > 0 && (f & (HAS_EL | WS_RUN)) !== (HAS_EL | WS_RUN)) open!.src = s.slice(start, i)
-      else if (flags.length > 0) notCanonical()
-      if (take && stack.length > 0) taken(open!)
+      else if (flags.length > 0) notCanonical(flags)
+      if (take && stack.length > 0) offer(take, stack, flags, open!)
     } else if (c === 0x21) {
       if (s.startsWith('<!--', i)) {
         const e = s.indexOf('-->', i + 4)
-        if (e === -1) err('unclosed comment')
-        if (s.slice(i + 4, e).indexOf('--') !== -1 || s.charCodeAt(e - 1) === 0x2d) err('"--" inside a comment') // §2.5
-        if (flags.length > 0) notCanonical()
+        if (e === -1) syntax('unclosed comment', i)
+        if (s.slice(i + 4, e).indexOf('--') !== -1 || s.charCodeAt(e - 1) === 0x2d) syntax('"--" inside a comment', i) // §2.5
+        if (flags.length > 0) notCanonical(flags)
         i = e + 3
       } else if (s.startsWith('<![CDATA[', i)) {
-        if (stack.length === 0) err('CDATA outside the root element')
+        if (stack.length === 0) syntax('CDATA outside the root element', i)
         const e = s.indexOf(']]>', i + 9)
-        if (e === -1) err('unclosed CDATA section')
+        if (e === -1) syntax('unclosed CDATA section', i)
         text += s.slice(i + 9, e)
         hasText = true
-        notCanonical()
+        notCanonical(flags)
         i = e + 3
-      } else err('DOCTYPE and other declarations are not allowed')
+      } else syntax('DOCTYPE and other declarations are not allowed', i)
     } else if (c === 0x3f) {
       // <?target …?>: dropped; `xml` in any case is reserved (§2.6)
-      const target = name(i + 2)
-      if (target.toLowerCase() === 'xml') err('an XML declaration may only stand first')
+      const target = readName(s, i + 2, i)
+      if (target.toLowerCase() === 'xml') syntax('an XML declaration may only stand first', i)
       const after = i + 2 + target.length
       const e = s.indexOf('?>', after)
-      if (e === -1) err('unclosed processing instruction')
-      if (e !== after && !isWs(s.charCodeAt(after))) err('malformed processing instruction')
-      if (flags.length > 0) notCanonical()
+      if (e === -1) syntax('unclosed processing instruction', i)
+      if (e !== after && !isWs(s.charCodeAt(after))) syntax('malformed processing instruction', i)
+      if (flags.length > 0) notCanonical(flags)
       i = e + 2
     } else {
-      if (stack.length === 0 && root) err('a document has exactly one root element')
-      const nm = name(i + 1)
+      if (stack.length === 0 && root) syntax('a document has exactly one root element', i)
+      const nm = readName(s, i + 1, i)
       let j = i + 1 + nm.length
       const attrs = newAttrs()
       let selfClosing = false
@@ -290,17 +301,17 @@ function parseDocument(s: string, take: Take | undefined): XmlElement {
           j += selfClosing ? 2 : 1
           break
         }
-        if (j === before) err('white space is needed between attributes')
+        if (j === before) syntax('white space is needed between attributes', i)
         if (j !== before + 1 || s.charCodeAt(before) !== 0x20) canon = false
-        const an = name(j)
-        if (an === 'xmlns') err('namespace declarations are not allowed')
+        const an = readName(s, j, i)
+        if (an === 'xmlns') syntax('namespace declarations are not allowed', i)
         // Code-unit order is code-point order below the surrogates.
         if (canon && (an <= prev || HIGH_RE.test(an))) canon = false
         prev = an
         j += an.length
         let k = j
         while (j < n && isWs(s.charCodeAt(j))) j++
-        if (s.charCodeAt(j) !== 0x3d) err(`attribute ${an.slice(0, 64)} has no value`)
+        if (s.charCodeAt(j) !== 0x3d) syntax(`attribute ${an.slice(0, 64)} has no value`, i)
         j++
         if (j !== k + 1) canon = false
         k = j
@@ -308,12 +319,12 @@ function parseDocument(s: string, take: Take | undefined): XmlElement {
         if (j !== k) canon = false
         const q = s.charCodeAt(j)
         if (q !== 0x22) canon = false
-        if (q !== 0x22 && q !== 0x27) err('attribute values are quoted')
+        if (q !== 0x22 && q !== 0x27) syntax('attribute values are quoted', i)
         const e = s.indexOf(q === 0x22 ? '"' : "'", j + 1)
-        if (e === -1) err('unclosed attribute value')
+        if (e === -1) syntax('unclosed attribute value', i)
         const raw = s.slice(j + 1, e)
-        if (raw.indexOf('<') !== -1) err('"<" may not stand in an attribute value') // §3.1
-        if (an in attrs) err(`attribute ${an.slice(0, 64)} repeated`)
+        if (raw.indexOf('<') !== -1) syntax('"<" may not stand in an attribute value', i) // §3.1
+        if (an in attrs) syntax(`attribute ${an.slice(0, 64)} repeated`, i)
         if (canon && !canonicalRaw(raw, true)) canon = false
         attrs[an] = decodeRefs(raw.indexOf('\t') === -1 && raw.indexOf('\n') === -1 ? raw : raw.replace(/[\t\n]/g, ' '))
         j = e + 1
@@ -321,7 +332,11 @@ function parseDocument(s: string, take: Take | undefined): XmlElement {
       const el: XmlElement = { name: nm, attrs, children: [], src: undefined }
       if (stack.length === 0) root = el
       else {
-        flush()
+        if (hasText) {
+          addText(stack, flags, text)
+          text = ''
+          hasText = false
+        }
         addChild(stack[stack.length - 1]!, el)
         flags[flags.length - 1]! |= HAS_EL
       }
@@ -329,17 +344,17 @@ function parseDocument(s: string, take: Take | undefined): XmlElement {
         stack.push(el)
         starts.push(i)
         flags.push(canon ? CANON : 0)
-        if (stack.length > MAX_DEPTH) err(`nesting deeper than ${MAX_DEPTH}`)
+        if (stack.length > MAX_DEPTH) syntax(`nesting deeper than ${MAX_DEPTH}`, i)
       } else {
         if (canon) el.src = s.slice(i, j)
-        else if (flags.length > 0) notCanonical()
-        if (take && stack.length > 0) taken(el)
+        else if (flags.length > 0) notCanonical(flags)
+        if (take && stack.length > 0) offer(take, stack, flags, el)
       }
       i = j
     }
   }
-  if (stack.length > 0) err(`element <${stack[stack.length - 1]!.name.slice(0, 64)}> is not closed`)
-  if (!root) err('no root element')
+  if (stack.length > 0) syntax(`element <${stack[stack.length - 1]!.name.slice(0, 64)}> is not closed`, i)
+  if (!root) syntax('no root element', i)
   return root!
 }
 

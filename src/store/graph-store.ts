@@ -425,77 +425,91 @@ export class GraphStore {
    * Models must already be verified.
    */
   commit(models: StagedModel[], checkpoint?: Checkpoint, origin?: string): Promise<CommitStatus[]> {
-    return this.#exclusive(async () => {
-      // A function is asked inside the writer lock, so that checkpoints follow commit order.
-      const cp = typeof checkpoint === 'function' ? checkpoint() : checkpoint
-      const ids = [...new Set(models.map((m) => m.idText))]
-      const idSet = new Set(ids)
-      const linked = [...new Set(models.flatMap((m) => m.meta.links.map((l: Link) => l.target)))].filter((t) => !idSet.has(t))
-      // In one read: current versions, which ids are dangling link targets (D!), and which link targets are held.
-      const read = await this.#getMany([...ids.map((i) => `I!${i}`), ...ids.map((i) => `D!${i}`), ...linked.map(heldKey)])
-      const currentJson = read.slice(0, ids.length)
-      const dangling = new Set(ids.filter((_, n) => read[ids.length + n] !== undefined))
-      const linkedHeld = new Set(linked.filter((_, n) => read[2 * ids.length + n] !== undefined))
-      const current = new Map<string, Row>()
-      ids.forEach((id, n) => {
-        const j = currentJson[n]
-        if (j !== undefined) current.set(id, parseRow(id, j))
-      })
-      const ops: Op[] = []
-      const statuses: CommitStatus[] = []
-      const storedIds = new Set<string>()
-      const newTargets = new Set<string>()
-      let seq = this.#lastSeq
-      for (const m of models) {
-        const cand = { u: m.meta.updateTimeKey, h: m.hash }
-        const old = current.get(m.idText)
-        if (old && old.h === m.hash) {
-          // Bytes of a held model's attachment may come with a later copy.
-          blobOps(m, ops, storedIds)
-          statuses.push('duplicate')
-          continue
-        }
-        if (old && !newerThan(cand, old)) {
-          statuses.push('stale')
-          continue
-        }
-        const row: Row = {
-          i: m.idText,
-          h: m.hash,
-          s: ++seq,
-          n: m.name,
-          v: m.version,
-          u: m.meta.updateTimeKey,
-          t: m.meta.updateTime,
-          k: m.id.key,
-          f: m.meta.facets,
-          l: m.meta.links.map((l: Link) => `${l.kind}\0${l.target}`),
-          ...(origin === undefined ? {} : { o: origin }),
-        }
-        if (old) ops.push(...versionDeletes(old))
-        // The row lives once, under I!; index entries name the id (half the bytes written).
-        ops.push({ type: 'put', key: modelKey(row), value: m.xml }, { type: 'put', key: `I!${m.idText}`, value: rowJson(row) })
-        for (const k of indexKeys(row)) ops.push({ type: 'put', key: k, value: m.idText })
-        for (const k of edgeKeys(row)) ops.push({ type: 'put', key: k, value: '' })
-        for (const l of m.meta.links) newTargets.add(l.target)
+    return this.#exclusive(() => this.#commitLocked(models, checkpoint, origin))
+  }
+
+  // A method, not a closure made per commit: V8 keeps the optimised code of
+  // a long-lived function, while a fresh closure's was compiled again (~150
+  // ms on a helper thread) after GCs. Loops, not spreads, for the same
+  // reason: spreads of arrays of different element kinds deoptimised it.
+  async #commitLocked(models: StagedModel[], checkpoint: Checkpoint | undefined, origin: string | undefined): Promise<CommitStatus[]> {
+    // A function is asked inside the writer lock, so that checkpoints follow commit order.
+    const cp = typeof checkpoint === 'function' ? checkpoint() : checkpoint
+    const idSet = new Set<string>()
+    for (const m of models) idSet.add(m.idText)
+    const linkSet = new Set<string>()
+    for (const m of models) for (const l of m.meta.links) if (!idSet.has(l.target)) linkSet.add(l.target)
+    const ids = Array.from(idSet)
+    const linked = Array.from(linkSet)
+    // In one read: current versions, which ids are dangling link targets (D!), and which link targets are held.
+    const keys: string[] = []
+    for (const i of ids) keys.push(`I!${i}`)
+    for (const i of ids) keys.push(`D!${i}`)
+    for (const t of linked) keys.push(heldKey(t))
+    const read = await this.#getMany(keys)
+    const current = new Map<string, Row>()
+    const dangling = new Set<string>()
+    for (let n = 0; n < ids.length; n++) {
+      const j = read[n]
+      if (j !== undefined) current.set(ids[n]!, parseRow(ids[n]!, j))
+      if (read[ids.length + n] !== undefined) dangling.add(ids[n]!)
+    }
+    const linkedHeld = new Set<string>()
+    for (let n = 0; n < linked.length; n++) if (read[2 * ids.length + n] !== undefined) linkedHeld.add(linked[n]!)
+    const ops: Op[] = []
+    const statuses: CommitStatus[] = []
+    const storedIds = new Set<string>()
+    const newTargets = new Set<string>()
+    let seq = this.#lastSeq
+    for (const m of models) {
+      const cand = { u: m.meta.updateTimeKey, h: m.hash }
+      const old = current.get(m.idText)
+      if (old && old.h === m.hash) {
+        // Bytes of a held model's attachment may come with a later copy.
         blobOps(m, ops, storedIds)
-        current.set(m.idText, row)
-        storedIds.add(m.idText)
-        if (dangling.delete(m.idText)) ops.push({ type: 'del', key: `D!${m.idText}` })
-        statuses.push('stored')
+        statuses.push('duplicate')
+        continue
       }
-      // Edges to targets not held yet are remembered; they resolve when the target arrives.
-      for (const t of newTargets) {
-        if (!storedIds.has(t) && !(idSet.has(t) ? current.has(t) : linkedHeld.has(t))) ops.push({ type: 'put', key: `D!${t}`, value: '' })
+      if (old && !newerThan(cand, old)) {
+        statuses.push('stale')
+        continue
       }
-      if (cp) ops.push({ type: 'put', key: `C!${cp.name}`, value: cp.cursor })
-      if (seq !== this.#lastSeq) ops.push({ type: 'put', key: 'X!seq', value: String(seq) })
-      if (ops.length > 0) await this.#batch(ops)
-      const grew = seq !== this.#lastSeq
-      this.#lastSeq = seq
-      if (grew) for (const l of this.#listeners) l(seq)
-      return statuses
-    })
+      const row: Row = {
+        i: m.idText,
+        h: m.hash,
+        s: ++seq,
+        n: m.name,
+        v: m.version,
+        u: m.meta.updateTimeKey,
+        t: m.meta.updateTime,
+        k: m.id.key,
+        f: m.meta.facets,
+        l: m.meta.links.map((l: Link) => `${l.kind}\0${l.target}`),
+        ...(origin === undefined ? {} : { o: origin }),
+      }
+      if (old) ops.push(...versionDeletes(old))
+      // The row lives once, under I!; index entries name the id (half the bytes written).
+      ops.push({ type: 'put', key: modelKey(row), value: m.xml }, { type: 'put', key: `I!${m.idText}`, value: rowJson(row) })
+      for (const k of indexKeys(row)) ops.push({ type: 'put', key: k, value: m.idText })
+      for (const k of edgeKeys(row)) ops.push({ type: 'put', key: k, value: '' })
+      for (const l of m.meta.links) newTargets.add(l.target)
+      blobOps(m, ops, storedIds)
+      current.set(m.idText, row)
+      storedIds.add(m.idText)
+      if (dangling.delete(m.idText)) ops.push({ type: 'del', key: `D!${m.idText}` })
+      statuses.push('stored')
+    }
+    // Edges to targets not held yet are remembered; they resolve when the target arrives.
+    for (const t of newTargets) {
+      if (!storedIds.has(t) && !(idSet.has(t) ? current.has(t) : linkedHeld.has(t))) ops.push({ type: 'put', key: `D!${t}`, value: '' })
+    }
+    if (cp) ops.push({ type: 'put', key: `C!${cp.name}`, value: cp.cursor })
+    if (seq !== this.#lastSeq) ops.push({ type: 'put', key: 'X!seq', value: String(seq) })
+    if (ops.length > 0) await this.#batch(ops)
+    const grew = seq !== this.#lastSeq
+    this.#lastSeq = seq
+    if (grew) for (const l of this.#listeners) l(seq)
+    return statuses
   }
 
   /** Calls `listener(lastSeq)` after every commit that stored something; returns the unsubscribe. */
@@ -534,8 +548,12 @@ export class GraphStore {
 
   /** Current rows of ids (undefined where not held). */
   async rows(ids: string[]): Promise<(Row | undefined)[]> {
-    const json = await this.#getMany(ids.map((i) => `I!${i}`))
-    return json.map((j, n) => (j === undefined ? undefined : parseRow(ids[n]!, j)))
+    const keys = new Array<string>(ids.length)
+    for (let n = 0; n < ids.length; n++) keys[n] = `I!${ids[n]}`
+    const json = await this.#getMany(keys)
+    const rows = new Array<Row | undefined>(ids.length)
+    for (let n = 0; n < ids.length; n++) rows[n] = json[n] === undefined ? undefined : parseRow(ids[n]!, json[n]!)
+    return rows
   }
 
   /** Model XML of versions by their rows (undefined for a version replaced or removed since). */
@@ -587,11 +605,16 @@ export class GraphStore {
 
   /** Of the listed versions, the ones worth fetching: not held, and not beaten by what is held. */
   async wanted(list: Want[]): Promise<Want[]> {
-    const rows = await this.rows(list.map((w) => w.id))
-    return list.filter((w, n) => {
+    const ids = new Array<string>(list.length)
+    for (let n = 0; n < list.length; n++) ids[n] = list[n]!.id
+    const rows = await this.rows(ids)
+    const out: Want[] = []
+    for (let n = 0; n < list.length; n++) {
+      const w = list[n]!
       const r = rows[n]
-      return r === undefined || (r.h !== w.hash && newerThan({ u: w.timeKey, h: w.hash }, r))
-    })
+      if (r === undefined || (r.h !== w.hash && newerThan({ u: w.timeKey, h: w.hash }, r))) out.push(w)
+    }
+    return out
   }
 
   /** One page of rows in store order (PROTOCOL.md §6); filters are applied exactly. */

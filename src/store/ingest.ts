@@ -63,7 +63,8 @@ export class Ingest {
     const checks: SignatureCheck[] = []
     /** the model of each check */
     const of: number[] = []
-    models.forEach((m, n) => {
+    for (let n = 0; n < models.length; n++) {
+      const m = models[n]!
       const refused =
         m.meta.updateTimeKey > limit
           ? { code: 'DIP_TIME_IN_FUTURE' as const, message: 'update-time is too far in the future' }
@@ -78,30 +79,37 @@ export class Ingest {
           of.push(n)
         }
       }
-    })
+    }
     if (checks.length > 0) {
       const ok = await verifyMany(checks)
-      ok.forEach((good, i) => {
+      for (let i = 0; i < ok.length; i++) {
         const n = of[i]!
-        if (good !== 1) verdicts[n] ??= badSignature(models[n]!)
-      })
+        if (ok[i] !== 1) verdicts[n] ??= badSignature(models[n]!)
+      }
     }
-    const good = models.filter((_, n) => verdicts[n] === undefined)
+    const good: StagedModel[] = []
+    for (let n = 0; n < models.length; n++) if (verdicts[n] === undefined) good.push(models[n]!)
     const t1 = timing ? performance.now() : 0
     const statuses = await this.#store.commit(good, checkpoint, origin)
     if (timing) {
       timing.verifyMs += t1 - t0
       timing.commitMs += performance.now() - t1
     }
-    const stored = statuses.filter((x) => x === 'stored').length
+    let stored = 0
+    for (const x of statuses) if (x === 'stored') stored++
     if (stored > 0) this.onStored?.(opts.via ?? 'put', stored)
     let g = 0
-    return models.map((model, n): IngestResult => {
+    const results = new Array<IngestResult>(models.length)
+    for (let n = 0; n < models.length; n++) {
+      const model = models[n]!
       const v = verdicts[n]
-      if (v) return { status: 'rejected', code: v.code, message: v.message, model }
-      const s = statuses[g++]!
-      if (s === 'stale') return { status: 'rejected', code: 'DIP_MODEL_STALE', message: 'a newer version is held', model }
-      return { status: s, model }
-    })
+      const s = v ? undefined : statuses[g++]!
+      results[n] = v
+        ? { status: 'rejected', code: v.code, message: v.message, model }
+        : s === 'stale'
+          ? { status: 'rejected', code: 'DIP_MODEL_STALE', message: 'a newer version is held', model }
+          : { status: s!, model }
+    }
+    return results
   }
 }
