@@ -324,7 +324,9 @@ export class BatchVerifier {
   #start(): Worker | undefined {
     if (this.#worker || this.#broken || Date.now() < this.#retryAt) return this.#worker
     try {
-      const w = new Worker(this.#workerUrl)
+      // The worker allocates only a few small objects per batch: a 2 MB young
+      // generation instead of V8's default keeps ~6 MB out of the process's RSS.
+      const w = new Worker(this.#workerUrl, { resourceLimits: { maxYoungGenerationSizeMb: 2 } })
       // Only the current worker's events count: a failed one still says 'exit' after its 'error'.
       w.on('message', (m: BatchAnswer | { unavailable: string }) => {
         if (this.#worker !== w) return
