@@ -78,7 +78,7 @@ function clamped(h: Uint8Array): bigint {
 }
 /** Per key pair: its secret scalar a (mod L) and A's 32 bytes. */
 const expanded = new WeakMap<NodeKeyPair, { a: bigint; publicKey: Buffer }>()
-/** From here on, sign() takes the one-pass path. */
+/** Answers this long or longer are signed with signOnePass (app.ts, responseSignature). */
 export const ONE_PASS_SIGN_MIN = 64 * 1024
 
 /**

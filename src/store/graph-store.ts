@@ -430,8 +430,8 @@ export class GraphStore {
 
   // A method, not a closure made per commit: V8 keeps the optimised code of
   // a long-lived function, while a fresh closure's was compiled again (~150
-  // ms on a helper thread) after GCs. Loops, not spreads, for the same
-  // reason: spreads of arrays of different element kinds deoptimised it.
+  // ms on a helper thread) after GCs. Loops, not spreads: spreads of arrays
+  // of different element kinds deoptimised it.
   async #commitLocked(models: StagedModel[], checkpoint: Checkpoint | undefined, origin: string | undefined): Promise<CommitStatus[]> {
     // A function is asked inside the writer lock, so that checkpoints follow commit order.
     const cp = typeof checkpoint === 'function' ? checkpoint() : checkpoint
