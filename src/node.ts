@@ -17,7 +17,7 @@ import type { PeerStatus, Replicator } from './sync/replicator.js'
 import type { Metrics } from './metrics.js'
 import type { Ingest } from './store/ingest.js'
 import { pull, type PullFilter, type PullProgress, type PullSummary } from './sync/pull.js'
-import { facetsOf, filterKeys, filterTime, keySet, type LocalFilter } from './sync/filter.js'
+import { facetsOf, filterKeys, filterTime, listQuery, type LocalFilter } from './sync/filter.js'
 
 export type { LocalFilter }
 
@@ -77,14 +77,7 @@ export class DipNode {
 
   /** list() a page of up to 1,000 rows at a time (the filter is checked before the first page). */
   listPages(filter: LocalFilter = {}): AsyncGenerator<ListedRow[]> {
-    const q = {
-      model: filter.model ?? 'post',
-      from: filterTime(filter.since, '--since'),
-      to: filterTime(filter.until, '--until'),
-      facets: this.#facets(filter),
-      allow: keySet(filterKeys(filter.allow, '--allow')),
-      deny: keySet(filterKeys(filter.deny, '--deny')),
-    }
+    const q = { model: filter.model ?? 'post', ...listQuery(filter, (f) => this.#facets(f)) }
     const store = this.deps.store
     return (async function* () {
       let afterSeq = 0
@@ -212,11 +205,7 @@ export class DipNode {
   async addPeer(url: string, opts: { push?: boolean; pull?: boolean; filter?: LocalFilter }): Promise<PeerRecord> {
     const base = new DipClient(url).base
     const filter = opts.filter ?? {}
-    this.#facets(filter) // validates the filter now, not at the first delivery
-    filterTime(filter.since, '--since')
-    filterTime(filter.until, '--until')
-    filterKeys(filter.allow, '--allow')
-    filterKeys(filter.deny, '--deny')
+    listQuery(filter, (f) => this.#facets(f)) // validates the filter now, not at the first delivery
     const old = await this.deps.store.peer(base)
     const rec: PeerRecord = { life: 1, pulls: 0, stored: 0, rejected: 0, ...old, url: base, push: opts.push === true, pull: opts.pull === true, filter: filter as Record<string, unknown> }
     await this.deps.store.savePeer(rec)

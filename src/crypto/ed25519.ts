@@ -67,7 +67,7 @@ export function sign(pair: NodeKeyPair, message: Uint8Array): Uint8Array {
 /** The order of ed25519's base point. */
 const L = 2n ** 252n + 27742317777372353535851937790883648493n
 /** A little-endian byte string as a number. */
-const littleEndian = (b: Uint8Array): bigint => BigInt('0x' + (Buffer.from(b).reverse().toString('hex') || '0'))
+const littleEndian = (b: Uint8Array): bigint => BigInt('0x' + Buffer.from(b).reverse().toString('hex'))
 /** RFC 8032 §5.1.5: the secret scalar of a 32-byte seed's SHA-512 (its first half, clamped). */
 function clamped(h: Uint8Array): bigint {
   const c = Buffer.from(h.subarray(0, 32))

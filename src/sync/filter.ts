@@ -43,7 +43,7 @@ export function filterKeys(v: unknown, flag: string, code: FilterCode = 'DIP_FIL
 }
 
 /** Keys as a list query takes them: a set, or undefined for no filter. */
-export const keySet = (keys: string[] | undefined): Set<string> | undefined => (keys ? new Set(keys) : undefined)
+const keySet = (keys: string[] | undefined): Set<string> | undefined => (keys ? new Set(keys) : undefined)
 
 /** A filter time (--since, --until: text, or Unix seconds) as a time key; undefined for none, or the epoch. */
 export function filterTime(v: unknown, flag: string): string | undefined {
@@ -73,4 +73,20 @@ export function facetsOf(f: LocalFilter): FacetFilter {
   const kinds = strings(f.kinds, '--kind')
   if (kinds.length > 0) facets.push({ facet: 'kind', values: kinds })
   return facets
+}
+
+/**
+ * A filter as the store's list query takes it (the model aside), each field
+ * checked in the order the flags are listed: times as time keys, the
+ * facets (`facets`: facetsOf, or a caller's stricter reading), sender keys
+ * as sets.
+ */
+export function listQuery(f: LocalFilter, facets: (f: LocalFilter) => FacetFilter = facetsOf) {
+  return {
+    from: filterTime(f.since, '--since'),
+    to: filterTime(f.until, '--until'),
+    facets: facets(f),
+    allow: keySet(filterKeys(f.allow, '--allow')),
+    deny: keySet(filterKeys(f.deny, '--deny')),
+  }
 }

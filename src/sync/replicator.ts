@@ -20,7 +20,7 @@ import { pingRequestXml, putRequestXml, readPutAnswer } from '../protocol/envelo
 import type { GraphStore, PeerRecord, PushState, Row } from '../store/graph-store.js'
 import { rowMatches } from '../store/graph-store.js'
 import { DipClient } from './client.js'
-import { facetsOf, filterKeys, filterTime, keySet, type LocalFilter } from './filter.js'
+import { listQuery, type LocalFilter } from './filter.js'
 
 export const PUSH_BATCH = 500
 /** half the default request limit of PROTOCOL.md §1 */
@@ -71,7 +71,7 @@ function jitter(ms: number): number {
 /** The list-filter query of a peer's filter (the same fields as the CLI's; checked when the peer was added). */
 function queryOf(filter: Record<string, unknown> | undefined) {
   const f = (filter ?? {}) as LocalFilter
-  return { model: f.model, from: filterTime(f.since, '--since'), to: filterTime(f.until, '--until'), facets: facetsOf(f), allow: keySet(filterKeys(f.allow, '--allow')), deny: keySet(filterKeys(f.deny, '--deny')) }
+  return { model: f.model, ...listQuery(f) }
 }
 
 export class Replicator {
