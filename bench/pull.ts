@@ -484,6 +484,8 @@ async function syncRequestsServed(a: Daemon): Promise<Record<string, number>> {
   return out
 }
 
+const cpuSum = (c: Record<string, number>) => Object.values(c).reduce((x, y) => x + y, 0)
+
 const diffCounts = (a: Record<string, number>, b: Record<string, number>) =>
   Object.fromEntries(Object.keys(b).map((k) => [k, b[k]! - (a[k] ?? 0)]).filter(([, v]) => (v as number) > 0)) as Record<string, number>
 
@@ -581,7 +583,7 @@ export async function runPull(args: string[]): Promise<Record<string, unknown>> 
     const idle0 = [threadCpu(a.pid), threadCpu(b.pid)] as const
     const bareAfter = await bareCeiling(bareSrc, 'openssl')
     // What A and B (idle, but alive) took from the second ceiling run: LevelDB may still compact what the pull wrote.
-    const idleMs = Math.round([cpuDelta(idle0[0], threadCpu(a.pid)), cpuDelta(idle0[1], threadCpu(b.pid))].reduce((sum, c) => sum + Object.values(c).reduce((x, y) => x + y, 0), 0))
+    const idleMs = Math.round(cpuSum(cpuDelta(idle0[0], threadCpu(a.pid))) + cpuSum(cpuDelta(idle0[1], threadCpu(b.pid))))
 
     // 1b. C makes the same pull through the counting proxy (its later pulls are counted on the wire)
     let viaProxy: { run: PullRun; wire: WireCount; rssMb: { a: number; c: number }; held: number } | undefined
@@ -651,7 +653,6 @@ export async function runPull(args: string[]): Promise<Record<string, unknown>> 
     const coresAfter = await coresAvailable(700)
 
     const postsPerS = n / (run.wallMs / 1000)
-    const cpuSum = (c: Record<string, number>) => Object.values(c).reduce((x, y) => x + y, 0)
     const cpuAll = cpuSum(cpuA) + cpuSum(cpuB)
     // Both sides' CPU per post bounds the rate on this 2-core machine, whatever the overlap.
     const cpuBound = (2e6 * n) / (1000 * cpuAll)
