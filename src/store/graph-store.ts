@@ -11,8 +11,9 @@
 //   S!<SEQ>                          store order: the id whose current version was stored at SEQ
 //   F!<facet>!<value>\0<SEQ>         facet index (tag, thread): id
 //   K!<key>!<SEQ>                    sender-key index: id
-//   L!<from>\0<kind>\0<to>           graph edge, forward
-//   R!<to>\0<kind>\0<from>           graph edge, backward (replies of a thread, …)
+//   R!<to>\0<kind>\0<from>           graph edge, backward (replies of a thread, …); the forward
+//                                    edges are the row's links (l); stores written before
+//                                    2026-11-23 also hold L!<from>\0<kind>\0<to>, which nothing read
 //   D!<target>                       a link target not held yet (id or blob hash)
 //   B!<hash>                         attachment bytes;  BM!<hash>  its mimetype
 //   C!<name>                         a pull checkpoint (the peer's durable cursor)
@@ -213,11 +214,13 @@ function indexKeys(r: Row): string[] {
   return keys
 }
 
-function edgeKeys(r: Row): string[] {
+/** The backward edges of a row (its links are the forward ones); with `legacy`, also the L! keys older stores wrote. */
+function edgeKeys(r: Row, legacy = false): string[] {
   const keys: string[] = []
   for (const l of r.l) {
     const [kind, target] = l.split('\0') as [string, string]
-    keys.push(`L!${r.i}\0${kind}\0${target}`, `R!${target}\0${kind}\0${r.i}`)
+    keys.push(`R!${target}\0${kind}\0${r.i}`)
+    if (legacy) keys.push(`L!${r.i}\0${kind}\0${target}`)
   }
   return keys
 }
@@ -231,7 +234,7 @@ const modelKey = (r: { s: number }) => VALUES + seqKey(r.s)
  * (and the U! row stores written before 2026-11 kept, which nothing read).
  */
 function versionDeletes(r: Row): Op[] {
-  return [modelKey(r), `U!${r.u}!${r.i}`, ...indexKeys(r), ...edgeKeys(r)].map((key) => ({ type: 'del' as const, key }))
+  return [modelKey(r), `U!${r.u}!${r.i}`, ...indexKeys(r), ...edgeKeys(r, true)].map((key) => ({ type: 'del' as const, key }))
 }
 
 /**

@@ -233,3 +233,33 @@ test('leveldb: rows as commit writes them take the short way of servedRow (the g
     }
   })
 })
+
+test('leveldb: a commit writes backward edges only (a row\'s links are its forward ones); an edit drops the forward edges older stores wrote', async () => {
+  await withTempDir(async (dir) => {
+    const alice = generateKeyPair()
+    const bob = generateKeyPair()
+    const op = makePost(alice, { localId: 1 })
+    const reply = makePost(bob, { localId: 2, thread: op.idText, text: `see [post]${op.idText}[/post]` })
+    const a = await GraphStore.openLevel(dir)
+    await a.commit([op, reply])
+    await a.close()
+    const raw = new Level<string, string>(dir)
+    assert.deepEqual(await raw.keys({ gte: 'L!', lt: 'L"' }).all(), [])
+    assert.deepEqual((await raw.keys({ gte: 'R!', lt: 'R"' }).all()).sort(), [`R!${op.idText}\0ref\0${reply.idText}`, `R!${op.idText}\0thread\0${reply.idText}`])
+    // The forward edges a store written before 2026-11-23 holds for the reply.
+    await raw.batch([
+      { type: 'put', key: `L!${reply.idText}\0thread\0${op.idText}`, value: '' },
+      { type: 'put', key: `L!${reply.idText}\0ref\0${op.idText}`, value: '' },
+    ])
+    await raw.close()
+    const b = await GraphStore.openLevel(dir)
+    const edited = makePost(bob, { localId: 2, text: 'no links now', updateTime: '2030-01-01T00:00:00Z' })
+    assert.deepEqual(await b.commit([edited]), ['stored'])
+    assert.deepEqual(await b.backlinks(op.idText), [])
+    await b.close()
+    const after = new Level<string, string>(dir)
+    assert.deepEqual(await after.keys({ gte: 'L!', lt: 'L"' }).all(), [], 'the edit dropped the old forward edges')
+    assert.deepEqual(await after.keys({ gte: 'R!', lt: 'R"' }).all(), [])
+    await after.close()
+  })
+})
