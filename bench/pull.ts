@@ -541,9 +541,9 @@ export async function runPull(args: string[]): Promise<Record<string, unknown>> 
     // the two. This machine's speed moves by a tenth or more within minutes:
     // a ceiling measured a minute after the pull (as before 2026-11-23)
     // swung the ratio from 53 to 74% between runs of the same code. The run
-    // after the pull was the slower in every one of ten benches (by up to
-    // 13%), while idle daemons beside it cost nothing: the faster run, not
-    // the mean, so that an after-effect of the pull cannot flatter it.
+    // after the pull was the slower in 13 of 15 benches (by up to 13%),
+    // while idle daemons beside it cost nothing: the faster run, not the
+    // mean, so that an after-effect of the pull cannot flatter the ratio.
     const bareSrc = await tempDir('bare-src')
     await cp(join(dirA, 'store', 'values'), join(bareSrc, 'values'), { recursive: true })
     out('pull: the bare pipeline (bench/bare.ts) over the same models, verifying with OpenSSL, right before the pull…\n')
