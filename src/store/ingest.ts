@@ -103,12 +103,12 @@ export class Ingest {
     for (let n = 0; n < models.length; n++) {
       const model = models[n]!
       const v = verdicts[n]
-      const s = v ? undefined : statuses[g++]!
-      results[n] = v
-        ? { status: 'rejected', code: v.code, message: v.message, model }
-        : s === 'stale'
-          ? { status: 'rejected', code: 'DIP_MODEL_STALE', message: 'a newer version is held', model }
-          : { status: s!, model }
+      if (v) {
+        results[n] = { status: 'rejected', code: v.code, message: v.message, model }
+        continue
+      }
+      const s = statuses[g++]!
+      results[n] = s === 'stale' ? { status: 'rejected', code: 'DIP_MODEL_STALE', message: 'a newer version is held', model } : { status: s, model }
     }
     return results
   }
