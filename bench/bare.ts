@@ -26,6 +26,7 @@ import { request } from 'undici'
 import { verifyAsync, verifyOpenSsl } from '../src/crypto/ed25519.js'
 import { canonicalize } from '../src/protocol/canonical.js'
 import { readGetAnswer } from '../src/protocol/envelope.js'
+import { GraphStore } from '../src/store/graph-store.js'
 import { firstChild, parseXml } from '../src/protocol/xml.js'
 import { tempDir, trackChild } from './lib.js'
 
@@ -33,13 +34,17 @@ const PER_ANSWER = 500
 const IN_FLIGHT = 4
 
 async function serve(dir: string): Promise<void> {
-  // The model bytes of a dipd store, in store order (graph-store.ts: V!<SEQ> in DIR/store/values).
-  const db = new Level<string, Buffer>(join(dir, 'values'), { keyEncoding: 'utf8', valueEncoding: 'buffer' })
-  await db.open()
+  // The model bytes of a dipd store (a copy: DIR/store), in store order.
+  const store = await GraphStore.openLevel(join(dir, 'store'))
   const models: Buffer[] = []
-  for await (const v of db.values({ gt: 'V!', lt: 'V"' })) models.push(v)
-  await db.close()
-  if (models.length === 0) throw new Error(`bare pipeline: no model bytes in ${dir}/values`)
+  for (let after = 0; ; ) {
+    const rows = await store.log(after, 10_000)
+    if (rows.length === 0) break
+    for (const xml of await store.modelXml(rows)) if (xml !== undefined) models.push(Buffer.from(xml))
+    after = rows.at(-1)!.s
+  }
+  await store.close()
+  if (models.length === 0) throw new Error(`bare pipeline: no models in the store in ${dir}/store`)
   const head = Buffer.from('<response><status>success</status><models>')
   const tail = Buffer.from('</models></response>')
   const answers: Buffer[] = []

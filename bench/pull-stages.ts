@@ -27,6 +27,7 @@ import { canonicalize } from '../src/protocol/canonical.js'
 import { firstChild } from '../src/protocol/xml.js'
 import { stageModel, verifySignatures, type StagedModel } from '../src/model/signed.js'
 import { GraphStore } from '../src/store/graph-store.js'
+import { FileModelLog } from '../src/store/model-log.js'
 import { Ingest } from '../src/store/ingest.js'
 import { pull } from '../src/sync/pull.js'
 import { Level } from 'level'
@@ -360,7 +361,7 @@ export async function runStages(args: string[]): Promise<Record<string, unknown>
         const dir = await tempDir('b-store')
         const db = new Level<string, string>(join(dir, 'store'), { keyEncoding: 'utf8', valueEncoding: 'utf8', ...opts })
         await db.open(opts as object)
-        const store = new GraphStore(db) // a fresh store: its seq starts at 0, its store id is unused on the pulling side
+        const store = new GraphStore(db, await FileModelLog.open(join(dir, 'models'))) // a fresh store: its seq starts at 0, its store id is unused on the pulling side
         try {
           const deps = { store, ingest: new Ingest(store), registry: defaultRegistry(), limits: DEFAULT_LIMITS }
           const c0 = process.cpuUsage()

@@ -545,7 +545,7 @@ export async function runPull(args: string[]): Promise<Record<string, unknown>> 
     // while idle daemons beside it cost nothing: the faster run, not the
     // mean, so that an after-effect of the pull cannot flatter the ratio.
     const bareSrc = await tempDir('bare-src')
-    await cp(join(dirA, 'store', 'values'), join(bareSrc, 'values'), { recursive: true })
+    await cp(join(dirA, 'store'), join(bareSrc, 'store'), { recursive: true })
     out('pull: the bare pipeline (bench/bare.ts) over the same models, verifying with OpenSSL, right before the pull…\n')
     const bareBefore = await bareCeiling(bareSrc, 'openssl')
     out('pull: starting A and B (dipd serve, child processes)…\n')

@@ -4,7 +4,7 @@
 //                     life, previous: [{secretKey, publicKey, life}], rotations, proofs}
 //   DIR/settings.json optional: limits, clock skew, rate limit (settings.ts)
 //   DIR/store/        the LevelDB graph store (rows, indexes, peers), and in
-//   DIR/store/values/ the models' bytes (a second LevelDB; graph-store.ts)
+//   DIR/store/models/ the models' bytes (append-only segment files; model-log.ts)
 //   DIR/daemon.json   while `dipd serve` runs: {pid, url, token}, mode 0600; the
 //                     token guards the loopback-only local API (/api/local/)
 //

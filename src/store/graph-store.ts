@@ -5,9 +5,8 @@
 //
 // Key layout (UTF-8 keys; SEQ is the store-order number as 16 hex digits;
 // \0 separates free-text parts, which XML text can never contain):
-//   V!<SEQ>                          model XML as served (canonical content + signatures) of the version stored at SEQ;
-//                                    in the values store (below)
-//   I!<id>                           current version of an id: Row (JSON; its content hash, SEQ, …; id and sender key come from the key)
+//   I!<id>                           current version of an id: Row (JSON; its content hash, SEQ, the place of its
+//                                    bytes in the model log (below), …; id and sender key come from the key)
 //   S!<SEQ>                          store order: the id whose current version was stored at SEQ
 //   F!<facet>!<value>\0<SEQ>         facet index (tag, thread): id
 //   K!<key>!<SEQ>                    sender-key index: id
@@ -27,22 +26,25 @@
 // atomic batch, decided under one writer lock: a crash leaves all of a batch
 // or none of it.
 //
-// The values store: versions are addressed by content hash (rows, lists,
-// wanted, dedup), but their bytes are kept by store order in a LevelDB of
-// their own (`values/` in the store's folder). Appended in order there,
-// they cost compaction almost nothing: LevelDB moves whole files down. Next
-// to the rows, whose keys are random, every one of LevelDB's compactions
-// rewrote them too (with them the puller's compaction thread spent ~45 µs
-// per post at N = 100,000; without them ~20). A commit writes the new bytes
-// first and syncs them, then its batch, then drops the bytes of versions it
-// replaced: a crash between leaves bytes that no row names (their SEQ is
-// used again by the next commit), never a row without its bytes. The
-// in-memory twin keeps V! in its one database.
+// The model log (model-log.ts): versions are addressed by content hash
+// (rows, lists, wanted, dedup), but their bytes, the model XML as served,
+// are appended in store order to segment files of their own (`models/` in
+// the store's folder), and each row records their place. Next to the rows,
+// whose keys are random, every one of LevelDB's compactions rewrote them
+// (with them the puller's compaction thread spent ~45 µs per post at N =
+// 100,000; without them ~20); in a LevelDB of their own (layout 3) they
+// still went through its log, memtable and tables. A commit writes the new
+// bytes first and syncs them, then its batch: a crash between leaves bytes
+// that no row names, never a row without its bytes. The in-memory twin keeps
+// them in memory.
 //
-// Stores written before 2026-11-23 kept model bytes under M!<hash> in the
-// store itself; opening one moves them (migrateModelKeys), a batch at a time,
-// so a crash loses nothing.
+// Older layouts kept model bytes under M!<hash> in the store (1), under
+// V!<SEQ> in the store (2) or in a LevelDB in `values/` (3); opening one
+// moves them into the model log (migrateModelBytes), a batch at a time, so a
+// crash loses nothing.
 import { randomBytes } from 'node:crypto'
+import { existsSync } from 'node:fs'
+import { rm } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { AbstractBatchOperation, AbstractChainedBatchWriteOptions, AbstractLevel } from 'abstract-level'
 import { Level } from 'level'
@@ -50,6 +52,7 @@ import { MemoryLevel } from 'memory-level'
 import { DipError } from '../errors.js'
 import type { FacetFilter, Link } from '../model/types.js'
 import type { StagedModel } from '../model/signed.js'
+import { FileModelLog, MemoryModelLog, type ModelLog, type Place } from './model-log.js'
 
 /** The store's record of one model version. */
 export interface Row {
@@ -57,8 +60,10 @@ export interface Row {
   i: string
   /** content hash */
   h: string
-  /** store-order number (its bytes are V!<SEQ> in the values store) */
+  /** store-order number */
   s: number
+  /** where its bytes are in the model log (undefined only for a row whose bytes an old layout had lost) */
+  p?: Place | undefined
   /** model name and version as received */
   n: string
   v: string
@@ -144,8 +149,6 @@ export interface Want {
 
 type Db = AbstractLevel<any, string, string>
 type Op = AbstractBatchOperation<Db, string, string>
-/** classic-level's batch option: the write is synced to disk before the batch resolves */
-const SYNCED = { sync: true } as unknown as AbstractChainedBatchWriteOptions
 
 /** getMany: keys per part at least, parts at most (libuv's pool has 4 threads) */
 const GET_PART = 128
@@ -167,9 +170,9 @@ export function newerThan(a: { u: string; h: string }, b: { u: string; h: string
  * 2026-11-23 hold them too; parseRow reads both.
  */
 function rowJson(r: Row): string {
-  // Fields named one by one, in the order servedRow reads (h, s, n first); a little faster than an object rest.
-  const { h, s, n, v, u, t, f, l, o } = r
-  return JSON.stringify(o === undefined ? { h, s, n, v, u, t, f, l } : { h, s, n, v, u, t, f, l, o })
+  // Fields named one by one, in the order servedRow reads (h, s, n, p first); a little faster than an object rest.
+  const { h, s, n, p, v, u, t, f, l, o } = r
+  return JSON.stringify(o === undefined ? { h, s, n, p, v, u, t, f, l } : { h, s, n, p, v, u, t, f, l, o })
 }
 
 function parseRow(id: string, json: string): Row {
@@ -181,17 +184,17 @@ function parseRow(id: string, json: string): Row {
 
 /**
  * What a get answer needs of a row (see GraphStore.#servedRows): id, SEQ,
- * model name, and links, which are left empty when it links no attachment
- * (the only links an answer reads).
+ * model name, the place of its bytes, and links, which are left empty when
+ * it links no attachment (the only links an answer reads).
  */
-export type ServedRow = Pick<Row, 'i' | 's' | 'n' | 'l'>
+export type ServedRow = Pick<Row, 'i' | 's' | 'n' | 'p' | 'l'>
 
 const NO_LINKS: string[] = []
 
 /**
- * SEQ and model name read off a row's JSON of id `id`, for a row that links
- * no attachment; undefined when the JSON is not exactly in the form commit
- * writes (the caller parses it then). The hash holds no quote, so the
+ * SEQ, model name and place read off a row's JSON of id `id`, for a row that
+ * links no attachment; undefined when the JSON is not exactly in the form
+ * commit writes (the caller parses it then). The hash holds no quote, so the
  * first `,"s":` ends the hash.
  */
 export function servedRow(id: string, json: string): ServedRow | undefined {
@@ -203,8 +206,11 @@ export function servedRow(id: string, json: string): ServedRow | undefined {
   const end = json.indexOf('"', n + 6)
   const name = end === -1 ? '' : json.slice(n + 6, end)
   // A name with a JSON escape in it (never one of the registry's) is left to JSON.parse.
-  if (!/^[1-9][0-9]{0,15}$/.test(seq) || name === '' || name.indexOf('\\') !== -1) return undefined
-  return { i: id, s: Number(seq), n: name, l: NO_LINKS }
+  if (!/^[1-9][0-9]{0,15}$/.test(seq) || name === '' || name.indexOf('\\') !== -1 || !json.startsWith(',"p":[', end + 1)) return undefined
+  const close = json.indexOf(']', end + 7)
+  const place = json.slice(end + 7, close).split(',').map(Number)
+  if (close === -1 || place.length !== 3 || !place.every(Number.isSafeInteger)) return undefined
+  return { i: id, s: Number(seq), n: name, p: place as Place, l: NO_LINKS }
 }
 
 function indexKeys(r: Row): string[] {
@@ -225,51 +231,51 @@ function edgeKeys(r: Row, legacy = false): string[] {
   return keys
 }
 
-/** Model bytes: the one prefix the values store holds (#batch sends these keys there). */
-const VALUES = 'V!'
-const modelKey = (r: { s: number }) => VALUES + seqKey(r.s)
-
 /**
- * Every entry of one stored version but its I! row: model, indexes, edges
- * (and the U! row stores written before 2026-11 kept, which nothing read).
+ * Every entry of one stored version but its I! row: indexes and edges (and
+ * the U! row stores written before 2026-11 kept, which nothing read). Its
+ * bytes stay in the model log, named by no row.
  */
 function versionDeletes(r: Row): Op[] {
-  return [modelKey(r), `U!${r.u}!${r.i}`, ...indexKeys(r), ...edgeKeys(r, true)].map((key) => ({ type: 'del' as const, key }))
+  return [`U!${r.u}!${r.i}`, ...indexKeys(r), ...edgeKeys(r, true)].map((key) => ({ type: 'del' as const, key }))
 }
 
 /**
  * Key layouts: 1 (no X!layout) kept model bytes under M!<hash> in the store,
- * 2 under V!<SEQ> in the store (2026-11-23, briefly), 3 in the values store.
+ * 2 under V!<SEQ> in the store, 3 in a LevelDB of their own (`values/`;
+ * 2026-11-23, briefly each), 4 in the model log.
  */
-const LAYOUT = '3'
+const LAYOUT = '4'
+const OLD_LAYOUTS = new Set([undefined, '2', '3'])
 
 /**
- * Moves the model bytes of a layout 1 or 2 store into the values store, the
- * current rows' a batch at a time: each batch is written and synced there
- * before its old keys are dropped, so a crash midway leaves every model
- * readable and the next open goes on. Bytes no row names stay where they are.
- * Not for the in-memory twin (one database; never an old layout).
+ * Moves the model bytes of a layout 1, 2 or 3 store into the model log, the
+ * current rows' a batch at a time: each batch's bytes are written and synced
+ * before its rows name them and its old keys are dropped, so a crash midway
+ * leaves every model readable and the next open goes on (rows that name a
+ * place are done). `values` is the layout 3 LevelDB, when there is one.
+ * Bytes no row names stay where they are.
  */
-async function migrateModelKeys(db: Db, values: Db): Promise<void> {
+async function migrateModelBytes(db: Db, log: ModelLog, values: Db | undefined): Promise<void> {
   const it = db.iterator({ gt: 'I!', lt: 'I"' })
   try {
     for (;;) {
       const entries = await it.nextv(1000)
       if (entries.length === 0) break
-      const rows = entries.map(([key, json]) => parseRow(key.slice(2), json))
-      const old = rows.flatMap((r) => [`M!${r.h}`, modelKey(r)])
-      const xml = await db.getMany(old)
-      const puts: Op[] = []
-      const dels: Op[] = []
+      const rows = entries.map(([key, json]) => parseRow(key.slice(2), json)).filter((r) => r.p === undefined)
+      if (rows.length === 0) continue
+      const v = rows.map((r) => `V!${seqKey(r.s)}`)
+      const inValues = values ? await values.getMany(v) : []
+      const inDb = await db.getMany([...v, ...rows.map((r) => `M!${r.h}`)])
+      const ops: Op[] = []
       rows.forEach((r, n) => {
-        const x = xml[2 * n] ?? xml[2 * n + 1]
-        if (x === undefined) return
-        puts.push({ type: 'put', key: modelKey(r), value: x })
-        dels.push({ type: 'del', key: old[2 * n]! }, { type: 'del', key: old[2 * n + 1]! })
+        const xml = inValues[n] ?? inDb[n] ?? inDb[rows.length + n]
+        if (xml === undefined) return
+        r.p = log.add(xml)
+        ops.push({ type: 'put', key: `I!${r.i}`, value: rowJson(r) }, { type: 'del', key: v[n]! }, { type: 'del', key: `M!${r.h}` })
       })
-      if (puts.length === 0) continue
-      await writeBatch(values, puts, SYNCED)
-      await writeBatch(db, dels)
+      await log.flush()
+      await writeBatch(db, ops)
     }
   } finally {
     await it.close()
@@ -308,19 +314,19 @@ async function openDb(dir: string, options: { writeBufferSize: number; cacheSize
 
 export class GraphStore {
   readonly #db: Db
-  /** model bytes (V!): the values store, or #db itself (the in-memory twin) */
-  readonly #values: Db
+  /** model bytes */
+  readonly #log: ModelLog
   #lastSeq = 0
   #storeId = ''
   #lock: Promise<unknown> = Promise.resolve()
   readonly #listeners = new Set<(lastSeq: number) => void>()
 
-  constructor(db: Db, values: Db = db) {
+  constructor(db: Db, log: ModelLog) {
     this.#db = db
-    this.#values = values
+    this.#log = log
   }
 
-  /** A store on LevelDB in `dir`, its model bytes in `dir`/values. */
+  /** A store on LevelDB in `dir`, its model bytes in the model log in `dir`/models. */
   static async openLevel(dir: string): Promise<GraphStore> {
     // A larger write buffer (memtable) than LevelDB's 4 MB halves the CPU it
     // spends on bulk commits (measured by bench/pull-stages.ts): the rows'
@@ -328,42 +334,50 @@ export class GraphStore {
     // level below, and fewer flushes mean fewer such rewrites (compaction per
     // pulled post at N = 100,000: 16 MB ~19 µs, 24 MB ~16, 32 MB ~12.5, but
     // with the puller's high-water mark at ~291 of its 300 MB). It costs up
-    // to twice this in RSS. The values store reads its bytes once per answer
-    // (past the block cache): LevelDB's defaults, a small cache.
+    // to twice this in RSS.
     const db = await openDb(dir, { writeBufferSize: 24 * 1024 * 1024 })
-    let values: Db
+    let log: ModelLog
     try {
-      values = await openDb(join(dir, 'values'), { writeBufferSize: 4 * 1024 * 1024, cacheSize: 2 * 1024 * 1024 })
+      log = await FileModelLog.open(join(dir, 'models'))
     } catch (e) {
       await db.close()
       throw e
     }
-    return GraphStore.#init(db, values)
+    return GraphStore.#init(db, log, join(dir, 'values'))
   }
 
   /** The in-memory twin (tests, dry runs). */
   static async openMemory(): Promise<GraphStore> {
     const db = new MemoryLevel<string, string>({ keyEncoding: 'utf8', valueEncoding: 'utf8' })
     await db.open()
-    return GraphStore.#init(db)
+    return GraphStore.#init(db, new MemoryModelLog())
   }
 
-  static async #init(db: Db, values: Db = db): Promise<GraphStore> {
-    const store = new GraphStore(db, values)
-    const [seq, id, layout] = await db.getMany(['X!seq', 'X!store-id', 'X!layout'])
-    store.#lastSeq = seq === undefined ? 0 : Number(seq)
-    if (layout !== LAYOUT) {
-      if (layout !== undefined && layout !== '2') {
-        await store.close()
-        throw new DipError('DIP_DATA_INVALID', `the store's key layout ${layout} is newer than this dipd's (${LAYOUT})`)
+  /** `valuesDir`: where a layout 3 store kept its model bytes (none for the in-memory twin). */
+  static async #init(db: Db, log: ModelLog, valuesDir?: string): Promise<GraphStore> {
+    const store = new GraphStore(db, log)
+    try {
+      const [seq, id, layout] = await db.getMany(['X!seq', 'X!store-id', 'X!layout'])
+      store.#lastSeq = seq === undefined ? 0 : Number(seq)
+      if (layout !== LAYOUT) {
+        if (!OLD_LAYOUTS.has(layout)) throw new DipError('DIP_DATA_INVALID', `the store's key layout ${layout} is newer than this dipd's (${LAYOUT})`)
+        const values = valuesDir !== undefined && existsSync(valuesDir) ? await openDb(valuesDir, { writeBufferSize: 4 * 1024 * 1024 }) : undefined
+        try {
+          await migrateModelBytes(db, log, values)
+        } finally {
+          await values?.close()
+        }
       }
-      if (values === db) await db.put('X!layout', LAYOUT)
-      else await migrateModelKeys(db, values)
+      // Set only once every row names its place: what is left of layout 3 goes.
+      if (valuesDir !== undefined) await rm(valuesDir, { recursive: true, force: true })
+      if (id === undefined) {
+        store.#storeId = randomBytes(8).toString('hex')
+        await db.put('X!store-id', store.#storeId)
+      } else store.#storeId = id
+    } catch (e) {
+      await store.close()
+      throw e
     }
-    if (id === undefined) {
-      store.#storeId = randomBytes(8).toString('hex')
-      await db.put('X!store-id', store.#storeId)
-    } else store.#storeId = id
     return store
   }
 
@@ -394,26 +408,17 @@ export class GraphStore {
   async close(): Promise<void> {
     await this.#lock.catch(() => {})
     await this.#db.close()
-    if (this.#values !== this.#db) await this.#values.close()
+    await this.#log.close()
   }
 
   async [Symbol.asyncDispose](): Promise<void> {
     await this.close()
   }
 
-  /**
-   * Writes a commit's operations: new model bytes first, synced, then the
-   * store's batch, then the model bytes of replaced versions (see the header).
-   */
+  /** Writes a commit's operations: the model bytes it added first, synced, then its batch (see the header). */
   async #batch(ops: Op[]): Promise<void> {
-    if (this.#values === this.#db) return writeBatch(this.#db, ops)
-    const puts: Op[] = []
-    const dels: Op[] = []
-    const rest: Op[] = []
-    for (const o of ops) (o.key.startsWith(VALUES) ? (o.type === 'put' ? puts : dels) : rest).push(o)
-    if (puts.length > 0) await writeBatch(this.#values, puts, SYNCED)
-    if (rest.length > 0) await writeBatch(this.#db, rest)
-    if (dels.length > 0) await writeBatch(this.#values, dels)
+    await this.#log.flush()
+    await writeBatch(this.#db, ops)
   }
 
   #exclusive<T>(fn: () => Promise<T>): Promise<T> {
@@ -486,13 +491,14 @@ export class GraphStore {
         u: m.meta.updateTimeKey,
         t: m.meta.updateTime,
         k: m.id.key,
+        p: this.#log.add(m.xml),
         f: m.meta.facets,
         l: m.meta.links.map((l: Link) => `${l.kind}\0${l.target}`),
         ...(origin === undefined ? {} : { o: origin }),
       }
       if (old) ops.push(...versionDeletes(old))
       // The row lives once, under I!; index entries name the id (half the bytes written).
-      ops.push({ type: 'put', key: modelKey(row), value: m.xml }, { type: 'put', key: `I!${m.idText}`, value: rowJson(row) })
+      ops.push({ type: 'put', key: `I!${m.idText}`, value: rowJson(row) })
       for (const k of indexKeys(row)) ops.push({ type: 'put', key: k, value: m.idText })
       for (const k of edgeKeys(row)) ops.push({ type: 'put', key: k, value: '' })
       for (const l of m.meta.links) newTargets.add(l.target)
@@ -538,14 +544,12 @@ export class GraphStore {
    * each getMany is one job on one of libuv's threads, and LevelDB serves
    * parts in parallel (a get of 1,000 ids: 13 vs 10 ms on 2 cores).
    */
-  async #getMany<V extends string | Buffer = string>(keys: string[], buffers?: boolean, db: Db = this.#db): Promise<(V | undefined)[]> {
-    // Model bytes read for an answer go out once: kept out of LevelDB's block
-    // cache, which then holds the rows and indexes every list and get reads.
-    const opts = buffers ? { valueEncoding: 'buffer', fillCache: false } : {}
+  async #getMany(keys: string[]): Promise<(string | undefined)[]> {
+    const db = this.#db
     const size = partSize(keys.length)
-    if (size === keys.length) return (await db.getMany(keys, opts)) as (V | undefined)[]
-    const parts: Promise<(V | undefined)[]>[] = []
-    for (let i = 0; i < keys.length; i += size) parts.push(db.getMany(keys.slice(i, i + size), opts) as Promise<(V | undefined)[]>)
+    if (size === keys.length) return db.getMany(keys)
+    const parts: Promise<(string | undefined)[]>[] = []
+    for (let i = 0; i < keys.length; i += size) parts.push(db.getMany(keys.slice(i, i + size)))
     return (await Promise.all(parts)).flat()
   }
 
@@ -560,13 +564,13 @@ export class GraphStore {
   }
 
   /** Model XML of versions by their rows (undefined for a version replaced or removed since). */
-  async modelXml(rows: Pick<Row, 's'>[]): Promise<(string | undefined)[]> {
-    return this.#getMany(rows.map(modelKey), false, this.#values)
+  async modelXml(rows: Pick<Row, 'p'>[]): Promise<(string | undefined)[]> {
+    return (await this.#log.read(rows.map((r) => r.p))).map((b) => b?.toString())
   }
 
   /** Current model XML of ids, in order, omitting ids not held. */
   async getModels(ids: string[]): Promise<{ row: Row; xml: string }[]> {
-    return this.#current(ids, false, (part) => this.rows(part))
+    return (await this.#current(ids, (part) => this.rows(part))).map(({ row, xml }) => ({ row, xml: xml.toString() }))
   }
 
   /**
@@ -574,7 +578,7 @@ export class GraphStore {
    * decoding and encoding again), with what an answer needs of each row.
    */
   async getModelBytes(ids: string[]): Promise<{ row: ServedRow; xml: Buffer }[]> {
-    return this.#current(ids, true, (part) => this.#servedRows(part))
+    return this.#current(ids, (part) => this.#servedRows(part))
   }
 
   /**
@@ -589,19 +593,19 @@ export class GraphStore {
     return json.map((j, n) => (j === undefined ? undefined : (servedRow(ids[n]!, j) ?? parseRow(ids[n]!, j))))
   }
 
-  async #current<V extends string | Buffer, R extends Pick<Row, 's'>>(ids: string[], buffers: boolean, read: (ids: string[]) => Promise<(R | undefined)[]>): Promise<{ row: R; xml: V }[]> {
+  async #current<R extends Pick<Row, 'p'>>(ids: string[], read: (ids: string[]) => Promise<(R | undefined)[]>): Promise<{ row: R; xml: Buffer }[]> {
     // Each part reads its models as soon as its rows are in (no barrier between the two reads).
     const size = partSize(ids.length)
     const part = async (from: number) => {
       const held = (await read(ids.slice(from, from + size))).filter((r): r is R => r !== undefined)
-      const xml = await this.#getMany<V>(held.map(modelKey), buffers, this.#values)
-      const out: { row: R; xml: V }[] = []
+      const xml = await this.#log.read(held.map((r) => r.p))
+      const out: { row: R; xml: Buffer }[] = []
       held.forEach((row, n) => {
         if (xml[n] !== undefined) out.push({ row, xml: xml[n]! })
       })
       return out
     }
-    const parts: Promise<{ row: R; xml: V }[]>[] = []
+    const parts: Promise<{ row: R; xml: Buffer }[]>[] = []
     for (let i = 0; i < ids.length; i += size) parts.push(part(i))
     return (await Promise.all(parts)).flat()
   }
@@ -734,6 +738,8 @@ export class GraphStore {
         if (!shared) ops.push({ type: 'del', key: `B!${hash}` }, { type: 'del', key: `BM!${hash}` })
       }
       await this.#batch(ops)
+      // The banned models' bytes are overwritten too, not only unnamed.
+      await this.#log.scrub(rows.flatMap((r) => (r.p === undefined ? [] : [r.p])))
       return rows.length
     })
   }

@@ -1,9 +1,12 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import fc from 'fast-check'
+import { existsSync } from 'node:fs'
+import { appendFile, readFile, rm, stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import { Level } from 'level'
 import { GraphStore, servedRow } from '../../src/store/graph-store.js'
+import { FileModelLog } from '../../src/store/model-log.js'
 import { runGraphStoreSuite } from '../suites/graph-store-suite.js'
 import { tempDir, withTempDir } from '../helpers.js'
 import { generateKeyPair, makePost } from '../factory.js'
@@ -76,11 +79,12 @@ test('property: LevelDB and memory stores agree on random commit sequences, and 
   })
 })
 
-test('leveldb: a store of an older key layout (model bytes under M!<hash>, or V!<SEQ> in the store) is moved to the values store on open, also after a crash midway', async () => {
+test('leveldb: a store of an older key layout (model bytes under M!<hash> or V!<SEQ> in the store, or in values/) is moved to the model log on open, also after a crash midway', async () => {
   await withTempDir(async (dir) => {
     const key = generateKeyPair()
     const posts = Array.from({ length: 1205 }, (_, i) => makePost(key, { localId: i + 1 }))
     const edited = makePost(key, { localId: 7, title: 'edited', updateTime: '2030-01-01T00:00:00Z' })
+    const expected = posts.map((p) => (p.idText === edited.idText ? edited.xml : p.xml))
     const seqKey = (s: number) => s.toString(16).padStart(16, '0')
     const open = async (path: string) => {
       const db = new Level<string, string>(path, { keyEncoding: 'utf8', valueEncoding: 'utf8' })
@@ -91,41 +95,45 @@ test('leveldb: a store of an older key layout (model bytes under M!<hash>, or V!
     await a.commit(posts)
     await a.commit([edited])
     await a.close()
-    // Rewrite it in the old layouts: the first 300 rows as if a migration had
-    // moved them and then crashed, the next 300 in layout 2, the rest in layout 1.
+    // Rewrite it in the old layouts: the first 200 rows as if a migration had
+    // moved them and then crashed (they name their place), the next 300 in
+    // layout 3 (values/), the next 300 in layout 2, the rest in layout 1.
+    await rm(join(dir, 'models'), { recursive: true })
+    const log = await FileModelLog.open(join(dir, 'models'))
     const raw = await open(dir)
     const values = await open(join(dir, 'values'))
-    const rows: { h: string; s: number }[] = []
-    for await (const [, json] of raw.iterator({ gt: 'I!', lt: 'I"' })) rows.push(JSON.parse(json) as { h: string; s: number })
-    assert.equal(rows.length, 1205)
-    const ops: { type: 'put' | 'del'; key: string; value?: string }[] = [{ type: 'del', key: 'X!layout' }]
-    for (const [n, r] of rows.entries()) {
-      if (n < 300) continue
-      const v = `V!${seqKey(r.s)}`
-      const xml = await values.get(v)
-      assert.ok(xml !== undefined)
-      await values.del(v)
-      ops.push({ type: 'put', key: n < 600 ? v : `M!${r.h}`, value: xml })
+    const ops: { type: 'put' | 'del'; key: string; value?: string }[] = [{ type: 'put', key: 'X!layout', value: '3' }]
+    const xmlOf = new Map(posts.map((p, n) => [p.idText, expected[n]!]))
+    let n = 0
+    for await (const [k, json] of raw.iterator({ gt: 'I!', lt: 'I"' })) {
+      const { p: _, ...row } = JSON.parse(json) as { s: number; h: string; p: unknown }
+      const xml = xmlOf.get(k.slice(2))!
+      if (n < 200) ops.push({ type: 'put', key: k, value: JSON.stringify({ ...row, p: log.add(xml) }) })
+      else {
+        ops.push({ type: 'put', key: k, value: JSON.stringify(row) })
+        if (n < 500) await values.put(`V!${seqKey(row.s)}`, xml)
+        else ops.push({ type: 'put', key: n < 800 ? `V!${seqKey(row.s)}` : `M!${row.h}`, value: xml })
+      }
+      n++
     }
+    assert.equal(n, 1205)
+    await log.flush()
+    await log.close()
     await raw.batch(ops as never)
     await raw.close()
     await values.close()
 
     const b = await GraphStore.openLevel(dir)
-    const got = await b.getModels(posts.map((p) => p.idText))
-    const expected = posts.map((p) => (p.idText === edited.idText ? edited.xml : p.xml))
-    assert.deepEqual(got.map((g) => g.xml), expected, 'every current version reads back, moved or not')
+    assert.deepEqual((await b.getModels(posts.map((p) => p.idText))).map((g) => g.xml), expected, 'every current version reads back, moved or not')
     assert.deepEqual(await b.commit([makePost(key, { localId: 9, title: 'edited too', updateTime: '2030-01-01T00:00:00Z' })]), ['stored'])
     await b.close()
+    assert.equal(existsSync(join(dir, 'values')), false, 'the layout 3 LevelDB is gone')
     const after = await open(dir)
-    const afterValues = await open(join(dir, 'values'))
     assert.deepEqual(await after.keys({ gte: 'M!', lt: 'M"' }).all(), [], 'nothing left under M!')
-    assert.deepEqual(await after.keys({ gte: 'V!', lt: 'V"' }).all(), [], 'nor under V! in the store')
-    assert.equal((await afterValues.keys({ gte: 'V!', lt: 'V"' }).all()).length, 1205, 'one value per current version')
-    assert.equal(await after.get('X!layout'), '3')
-    await after.put('X!layout', '4')
+    assert.deepEqual(await after.keys({ gte: 'V!', lt: 'V"' }).all(), [], 'nor under V!')
+    assert.equal(await after.get('X!layout'), '4')
+    await after.put('X!layout', '5')
     await after.close()
-    await afterValues.close()
     await assert.rejects(GraphStore.openLevel(dir), { code: 'DIP_DATA_INVALID' })
     // …and the refused store was closed again: its owner can open it.
     const again = await open(dir)
@@ -133,39 +141,60 @@ test('leveldb: a store of an older key layout (model bytes under M!<hash>, or V!
   })
 })
 
-test('leveldb: bytes a crashed commit left in the values store (no row names them) are overwritten by the next commit', async () => {
+test('leveldb: bytes a crashed commit left at the model log\'s tail (no row names them) stay unnamed; the next commit goes after them', async () => {
   await withTempDir(async (dir) => {
     const key = generateKeyPair()
-    const seqKey = (s: number) => s.toString(16).padStart(16, '0')
     const a = await GraphStore.openLevel(dir)
-    await a.commit([makePost(key, { localId: 1 }), makePost(key, { localId: 2 })])
+    const [p1, p2] = [makePost(key, { localId: 1 }), makePost(key, { localId: 2 })]
+    await a.commit([p1, p2])
     await a.close()
-    // A commit killed after its values were synced, before its rows: bytes at SEQ 3 and 4, X!seq still 2.
-    const values = new Level<string, string>(join(dir, 'values'), { keyEncoding: 'utf8', valueEncoding: 'utf8' })
-    await values.open()
-    await values.batch([
-      { type: 'put', key: `V!${seqKey(3)}`, value: '<model>orphan 3</model>' },
-      { type: 'put', key: `V!${seqKey(4)}`, value: '<model>orphan 4</model>' },
-    ])
-    await values.close()
+    // A commit killed after its bytes were synced, before its rows (and one killed mid-write: a torn tail).
+    const segment = join(dir, 'models', '00000001.log')
+    const before = (await stat(segment)).size
+    await appendFile(segment, '<model>orphan 3</model><model>torn')
     const b = await GraphStore.openLevel(dir)
     assert.equal(b.lastSeq, 2)
     assert.equal(await b.count(), 2, 'orphan bytes are no models')
     const p3 = makePost(key, { localId: 3 })
     assert.deepEqual(await b.commit([p3]), ['stored'])
-    const [got] = await b.getModels([p3.idText])
-    assert.equal(got?.row.s, 3)
-    assert.equal(got?.xml, p3.xml, 'the new version owns SEQ 3')
+    const got = await b.getModels([p1.idText, p2.idText, p3.idText])
+    assert.deepEqual(got.map((g) => g.xml), [p1.xml, p2.xml, p3.xml])
+    assert.equal(got[2]!.row.s, 3)
+    assert.equal(got[2]!.row.p![1], before + '<model>orphan 3</model><model>torn'.length, 'placed after the orphan bytes')
     await b.close()
   })
 })
 
-test('servedRow reads SEQ and name off a row as commit writes it, and gives up on anything else', () => {
+test('leveldb: a ban overwrites the banned models\' bytes in the model log; the others read as before', async () => {
+  await withTempDir(async (dir) => {
+    const [alice, bob] = [generateKeyPair(), generateKeyPair()]
+    const mine = makePost(alice, { localId: 1, title: 'banned words' })
+    const theirs = makePost(bob, { localId: 2, title: 'kept words' })
+    const store = await GraphStore.openLevel(dir)
+    await store.commit([mine, theirs])
+    const [row] = await store.rows([mine.idText])
+    assert.equal(await store.ban(alice.publicKeyHex), 1)
+    assert.deepEqual(await store.modelXml([row!]), [undefined], 'a row read before the ban reads nothing after it')
+    assert.deepEqual((await store.getModels([mine.idText, theirs.idText])).map((g) => g.xml), [theirs.xml])
+    await store.close()
+    const bytes = await readFile(join(dir, 'models', '00000001.log'), 'utf8')
+    assert.equal(bytes.includes('banned words'), false)
+    assert.equal(bytes.includes('kept words'), true)
+  })
+})
+
+test('servedRow reads SEQ, name and place off a row as commit writes it, and gives up on anything else', () => {
   const id = `ed25519::${'ab'.repeat(32)}::7`
   // As stored: no id or sender key (the key under which it is stored holds them).
-  const row = { h: `sha256:${'cd'.repeat(32)}`, s: 4242, n: 'post', v: '1.1', u: '20240101000000000000', t: '2024-01-01T00:00:00Z', f: { tag: ['a"b', 'attachment'] }, l: [`ref\0${id}`] }
-  assert.deepEqual(servedRow(id, JSON.stringify(row)), { i: id, s: 4242, n: 'post', l: [] })
-  assert.deepEqual(servedRow(id, JSON.stringify({ ...row, o: 'http://127.0.0.1:1' })), { i: id, s: 4242, n: 'post', l: [] })
+  const row = { h: `sha256:${'cd'.repeat(32)}`, s: 4242, n: 'post', p: [2, 123456789, 1593], v: '1.1', u: '20240101000000000000', t: '2024-01-01T00:00:00Z', f: { tag: ['a"b', 'attachment'] }, l: [`ref\0${id}`] }
+  assert.deepEqual(servedRow(id, JSON.stringify(row)), { i: id, s: 4242, n: 'post', p: [2, 123456789, 1593], l: [] })
+  assert.deepEqual(servedRow(id, JSON.stringify({ ...row, o: 'http://127.0.0.1:1' })), { i: id, s: 4242, n: 'post', p: [2, 123456789, 1593], l: [] })
+  // No place (a row whose bytes an old layout had lost), or an odd one.
+  const { p: _, ...noPlace } = row
+  assert.equal(servedRow(id, JSON.stringify(noPlace)), undefined)
+  assert.equal(servedRow(id, JSON.stringify({ ...row, p: [1, 2] })), undefined)
+  assert.equal(servedRow(id, JSON.stringify({ ...row, p: [1, 2, 'x'] })), undefined)
+  assert.equal(servedRow(id, JSON.stringify({ ...row, p: [1, 2, 3.5] })), undefined)
   // Whole parse needed: an attachment link (its links are read), the older form, another key order, odd values.
   assert.equal(servedRow(id, JSON.stringify({ ...row, l: [`attachment\0sha256:${'00'.repeat(32)}`] })), undefined)
   assert.equal(servedRow(id, JSON.stringify({ i: id, ...row, k: 'ab'.repeat(32) })), undefined)
@@ -226,7 +255,7 @@ test('leveldb: rows as commit writes them take the short way of servedRow (the g
     try {
       for (const row of whole) {
         const json = await db.get(`I!${row!.i}`)
-        assert.deepEqual(servedRow(row!.i, json!), { i: row!.i, s: row!.s, n: 'post', l: [] })
+        assert.deepEqual(servedRow(row!.i, json!), { i: row!.i, s: row!.s, n: 'post', p: row!.p, l: [] })
       }
     } finally {
       await db.close()

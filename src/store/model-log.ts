@@ -1,0 +1,246 @@
+// The model log: the bytes of every stored model version (its XML as
+// served), appended in store order to segment files (`models/00000001.log`,
+// …), each found again by the place its row records: [segment, offset,
+// length].
+//
+// Why not a LevelDB of their own (layout 3): a value there is written to its
+// log, its memtable and a table file, and read back through a table's index
+// and block. Here a commit writes its models' bytes with one write and one
+// fdatasync, and a get answer of models listed in store order reads them
+// with one read (adjacent places coalesce). Measured on a pull of 100,000:
+// the puller ~7 µs less CPU per post, the server ~4; and the server's RSS no
+// longer holds LevelDB's mapped table files of every byte it served.
+//
+// Crash safety (graph-store.ts commits in this order): a commit's bytes are
+// written and synced before the batch that holds the rows naming them. A
+// crash in between leaves bytes at the tail that no row names; the next
+// open appends after them. Bytes at a place a row names never change, so a
+// reader holding a row always reads what it named, except after `scrub`
+// (a banned key's models), which overwrites them with zeros: readers see
+// those as gone. Space of replaced versions is not given back (no
+// compaction yet); a segment is closed at SEGMENT_MAX so that it can be.
+import { mkdir, open, readdir, type FileHandle } from 'node:fs/promises'
+import { join } from 'node:path'
+import { DipError } from '../errors.js'
+
+/** Where a version's bytes are: segment number, byte offset, length. */
+export type Place = [segment: number, offset: number, length: number]
+
+/** What the store needs of a model log (on disk, or the in-memory twin). */
+export interface ModelLog {
+  /** Places `xml` after everything placed so far; its bytes are written by the next flush. */
+  add(xml: string): Place
+  /** Writes and syncs every model added since the last flush. */
+  flush(): Promise<void>
+  /** The bytes at each place, in order; undefined for no place or bytes scrubbed. */
+  read(places: (Place | undefined)[]): Promise<(Buffer | undefined)[]>
+  /** Overwrites the bytes at these places with zeros, synced. */
+  scrub(places: Place[]): Promise<void>
+  close(): Promise<void>
+}
+
+/** A segment is closed once it holds this many bytes. */
+export const SEGMENT_MAX = 1024 * 1024 * 1024
+/** Adjacent places are read with one read up to this many bytes. */
+const READ_RUN_MAX = 4 * 1024 * 1024
+/** Model XML always begins with `<`; scrubbed bytes begin with 0. */
+const LT = 0x3c
+
+const segmentName = (n: number) => `${String(n).padStart(8, '0')}.log`
+
+/** Runs of adjacent places (same segment, each starting where the last ended) read as one. */
+function runs(places: (Place | undefined)[]): { seg: number; off: number; len: number; members: number[] }[] {
+  const out: { seg: number; off: number; len: number; members: number[] }[] = []
+  let cur: { seg: number; off: number; len: number; members: number[] } | undefined
+  for (let n = 0; n < places.length; n++) {
+    const p = places[n]
+    if (p === undefined) continue
+    if (cur && cur.seg === p[0] && cur.off + cur.len === p[1] && cur.len + p[2] <= READ_RUN_MAX) {
+      cur.len += p[2]
+      cur.members.push(n)
+    } else {
+      cur = { seg: p[0], off: p[1], len: p[2], members: [n] }
+      out.push(cur)
+    }
+  }
+  return out
+}
+
+/** The model log in a folder of segment files. */
+export class FileModelLog implements ModelLog {
+  readonly #dir: string
+  readonly #segmentMax: number
+  readonly #handles = new Map<number, Promise<FileHandle>>()
+  /** the segment appended to, and where the next model goes in it */
+  #tail: number
+  #end: number
+  /** added and not yet written: segment, offset, XML */
+  #pending: { seg: number; off: number; xml: string[] }[] = []
+
+  private constructor(dir: string, tail: number, end: number, segmentMax: number) {
+    this.#dir = dir
+    this.#tail = tail
+    this.#end = end
+    this.#segmentMax = segmentMax
+  }
+
+  static async open(dir: string, segmentMax = SEGMENT_MAX): Promise<FileModelLog> {
+    try {
+      await mkdir(dir, { recursive: true })
+      const segs = (await readdir(dir)).filter((f) => /^[0-9]{8}\.log$/.test(f)).map((f) => Number(f.slice(0, 8)))
+      const tail = segs.length === 0 ? 1 : Math.max(...segs)
+      const log = new FileModelLog(dir, tail, 0, segmentMax)
+      // Whatever a crashed commit left past the last synced row stays there, unnamed.
+      log.#end = (await (await log.#handle(tail, true)).stat()).size
+      return log
+    } catch (cause) {
+      throw new DipError('DIP_DATA_INVALID', `cannot open the model log in ${dir}`, { cause })
+    }
+  }
+
+  /** The open file of a segment; `create` makes it when missing (a flush into a new segment). */
+  #handle(seg: number, create = false): Promise<FileHandle> {
+    let h = this.#handles.get(seg)
+    if (h === undefined) {
+      h = this.#openSegment(seg, create)
+      this.#handles.set(seg, h)
+      h.catch(() => this.#handles.delete(seg))
+    }
+    return h
+  }
+
+  async #openSegment(seg: number, create: boolean): Promise<FileHandle> {
+    const path = join(this.#dir, segmentName(seg))
+    try {
+      return await open(path, 'r+')
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT' || !create) throw e
+    }
+    const h = await open(path, 'w+')
+    // A new segment's name is synced too, or an OS crash could lose the file with every byte synced in it.
+    const d = await open(this.#dir, 'r')
+    await d.sync().finally(() => d.close())
+    return h
+  }
+
+  add(xml: string): Place {
+    const len = Buffer.byteLength(xml)
+    if (this.#end > 0 && this.#end + len > this.#segmentMax) {
+      this.#tail++
+      this.#end = 0
+    }
+    const place: Place = [this.#tail, this.#end, len]
+    const last = this.#pending.at(-1)
+    if (last && last.seg === this.#tail) last.xml.push(xml)
+    else this.#pending.push({ seg: this.#tail, off: this.#end, xml: [xml] })
+    this.#end += len
+    return place
+  }
+
+  async flush(): Promise<void> {
+    const pending = this.#pending
+    this.#pending = []
+    for (const p of pending) {
+      const h = await this.#handle(p.seg, true)
+      // One string, encoded once, written with one call.
+      const bytes = Buffer.from(p.xml.join(''))
+      let done = 0
+      while (done < bytes.length) done += (await h.write(bytes, done, bytes.length - done, p.off + done)).bytesWritten
+      await h.datasync()
+    }
+  }
+
+  async read(places: (Place | undefined)[]): Promise<(Buffer | undefined)[]> {
+    const out = new Array<Buffer | undefined>(places.length).fill(undefined)
+    await Promise.all(
+      runs(places).map(async (r) => {
+        const buf = Buffer.allocUnsafe(r.len)
+        const h = await this.#handle(r.seg)
+        let got = 0
+        for (;;) {
+          const { bytesRead } = await h.read(buf, got, r.len - got, r.off + got)
+          got += bytesRead
+          if (got === r.len) break
+          if (bytesRead === 0) throw new DipError('DIP_DATA_INVALID', `the model log ends before segment ${r.seg} byte ${r.off + r.len} that the store names`)
+        }
+        let at = 0
+        for (const n of r.members) {
+          const len = places[n]![2]
+          out[n] = buf[at] === LT ? buf.subarray(at, at + len) : undefined
+          at += len
+        }
+      }),
+    )
+    return out
+  }
+
+  async scrub(places: Place[]): Promise<void> {
+    const touched = new Set<number>()
+    for (const [seg, off, len] of places) {
+      const h = await this.#handle(seg)
+      await h.write(Buffer.alloc(len), 0, len, off)
+      touched.add(seg)
+    }
+    for (const seg of touched) await (await this.#handle(seg)).datasync()
+  }
+
+  async close(): Promise<void> {
+    const hs = [...this.#handles.values()]
+    this.#handles.clear()
+    await Promise.all(hs.map((h) => h.then((f) => f.close(), () => {})))
+  }
+}
+
+/** The in-memory twin: one growing list of each flush's bytes. */
+export class MemoryModelLog implements ModelLog {
+  /** each flush's bytes and the offset they start at (one segment, 1) */
+  readonly #chunks: { off: number; bytes: Buffer }[] = []
+  #end = 0
+  #pending: string[] = []
+
+  add(xml: string): Place {
+    const len = Buffer.byteLength(xml)
+    this.#pending.push(xml)
+    const place: Place = [1, this.#end, len]
+    this.#end += len
+    return place
+  }
+
+  async flush(): Promise<void> {
+    if (this.#pending.length === 0) return
+    const bytes = Buffer.from(this.#pending.join(''))
+    this.#pending = []
+    this.#chunks.push({ off: this.#end - bytes.length, bytes })
+  }
+
+  #chunk(off: number): { off: number; bytes: Buffer } | undefined {
+    let lo = 0
+    let hi = this.#chunks.length - 1
+    while (lo <= hi) {
+      const mid = (lo + hi) >> 1
+      const c = this.#chunks[mid]!
+      if (off < c.off) hi = mid - 1
+      else if (off >= c.off + c.bytes.length) lo = mid + 1
+      else return c
+    }
+    return undefined
+  }
+
+  async read(places: (Place | undefined)[]): Promise<(Buffer | undefined)[]> {
+    return places.map((p) => {
+      const c = p && this.#chunk(p[1])
+      if (!p || !c) return undefined
+      const b = c.bytes.subarray(p[1] - c.off, p[1] - c.off + p[2])
+      return b[0] === LT ? b : undefined
+    })
+  }
+
+  async scrub(places: Place[]): Promise<void> {
+    for (const p of places) {
+      const c = this.#chunk(p[1])
+      if (c) c.bytes.fill(0, p[1] - c.off, p[1] - c.off + p[2])
+    }
+  }
+
+  async close(): Promise<void> {}
+}
