@@ -332,10 +332,10 @@ export class GraphStore {
     // spends on bulk commits (measured by bench/pull-stages.ts): the rows'
     // keys are random, so every flushed table is merged with all of the
     // level below, and fewer flushes mean fewer such rewrites (compaction per
-    // pulled post at N = 100,000: 16 MB ~19 µs, 24 MB ~16, 32 MB ~12.5, but
-    // with the puller's high-water mark at ~291 of its 300 MB). It costs up
-    // to twice this in RSS.
-    const db = await openDb(dir, { writeBufferSize: 24 * 1024 * 1024 })
+    // pulled post at N = 100,000: 16 MB ~19 µs, 24 MB ~16, 32 MB ~12.5). It
+    // costs up to twice this in RSS: 32 MB since the model bytes left LevelDB
+    // (the puller's peak 271–280 MB at N = 100,000; 48 MB took it to 306).
+    const db = await openDb(dir, { writeBufferSize: 32 * 1024 * 1024 })
     let log: ModelLog
     try {
       log = await FileModelLog.open(join(dir, 'models'))
