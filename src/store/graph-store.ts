@@ -21,6 +21,7 @@
 //   N!<key>                          a banned sender key
 //   X!seq X!store-id X!local-id      counters and the store's own id
 //   X!layout                         the key layout (LAYOUT)
+//   X!dead!<segment>                 bytes of replaced or banned versions in a model log segment (decimal)
 //
 // Every commit writes rows, indexes, edges and an optional checkpoint in one
 // atomic batch, decided under one writer lock: a crash leaves all of a batch
@@ -36,7 +37,9 @@
 // still went through its log, memtable and tables. A commit writes the new
 // bytes first and syncs them, then its batch: a crash between leaves bytes
 // that no row names, never a row without its bytes. The in-memory twin keeps
-// them in memory.
+// them in memory. Replacing or banning a version counts its bytes as dead
+// in their segment (X!dead!, in the same batch); opening the store compacts
+// a segment once half of it is dead (compactLog).
 //
 // Older layouts kept model bytes under M!<hash> in the store (1), under
 // V!<SEQ> in the store (2) or in a LevelDB in `values/` (3); opening one
@@ -52,7 +55,7 @@ import { MemoryLevel } from 'memory-level'
 import { DipError } from '../errors.js'
 import type { FacetFilter, Link } from '../model/types.js'
 import type { StagedModel } from '../model/signed.js'
-import { FileModelLog, MemoryModelLog, type ModelLog, type Place } from './model-log.js'
+import { FileModelLog, MemoryModelLog, type ModelLog, type Place, type SegmentedLog } from './model-log.js'
 
 /** The store's record of one model version. */
 export interface Row {
@@ -240,6 +243,16 @@ function versionDeletes(r: Row): Op[] {
   return [`U!${r.u}!${r.i}`, ...indexKeys(r), ...edgeKeys(r, true)].map((key) => ({ type: 'del' as const, key }))
 }
 
+/** The tail segment of the model log is compacted on open once it is half dead and at least this large. */
+const COMPACT_TAIL_MIN = 64 * 1024 * 1024
+
+/** Batch operations that set dead-byte counts of model log segments (undefined: drop the count). */
+function deadOps(counts: Map<number, number | undefined>): Op[] {
+  const ops: Op[] = []
+  for (const [seg, n] of counts) ops.push(n === undefined ? { type: 'del', key: `X!dead!${seg}` } : { type: 'put', key: `X!dead!${seg}`, value: String(n) })
+  return ops
+}
+
 /**
  * Key layouts: 1 (no X!layout) kept model bytes under M!<hash> in the store,
  * 2 under V!<SEQ> in the store, 3 in a LevelDB of their own (`values/`;
@@ -321,13 +334,19 @@ export class GraphStore {
   #lock: Promise<unknown> = Promise.resolve()
   readonly #listeners = new Set<(lastSeq: number) => void>()
 
+  /** dead bytes by model log segment (X!dead!) */
+  readonly #dead = new Map<number, number>()
+
   constructor(db: Db, log: ModelLog) {
     this.#db = db
     this.#log = log
   }
 
-  /** A store on LevelDB in `dir`, its model bytes in the model log in `dir`/models. */
-  static async openLevel(dir: string): Promise<GraphStore> {
+  /**
+   * A store on LevelDB in `dir`, its model bytes in the model log in
+   * `dir`/models. `log` sizes its segments (tests make them small).
+   */
+  static async openLevel(dir: string, log: { segmentMax?: number; compactTailMin?: number } = {}): Promise<GraphStore> {
     // A larger write buffer (memtable) than LevelDB's 4 MB halves the CPU it
     // spends on bulk commits (measured by bench/pull-stages.ts): the rows'
     // keys are random, so every flushed table is merged with all of the
@@ -336,14 +355,21 @@ export class GraphStore {
     // costs up to twice this in RSS: 32 MB since the model bytes left LevelDB
     // (the puller's peak 271–280 MB at N = 100,000; 48 MB took it to 306).
     const db = await openDb(dir, { writeBufferSize: 32 * 1024 * 1024 })
-    let log: ModelLog
+    let models: FileModelLog
     try {
-      log = await FileModelLog.open(join(dir, 'models'))
+      models = await FileModelLog.open(join(dir, 'models'), log.segmentMax)
     } catch (e) {
       await db.close()
       throw e
     }
-    return GraphStore.#init(db, log, join(dir, 'values'))
+    const store = await GraphStore.#init(db, models, join(dir, 'values'))
+    try {
+      await store.#compactLog(models, log.compactTailMin ?? COMPACT_TAIL_MIN)
+    } catch (e) {
+      await store.close()
+      throw e
+    }
+    return store
   }
 
   /** The in-memory twin (tests, dry runs). */
@@ -374,11 +400,78 @@ export class GraphStore {
         store.#storeId = randomBytes(8).toString('hex')
         await db.put('X!store-id', store.#storeId)
       } else store.#storeId = id
+      for await (const [key, n] of db.iterator({ gt: 'X!dead!', lt: 'X!dead"' })) store.#dead.set(Number(key.slice('X!dead!'.length)), Number(n))
     } catch (e) {
       await store.close()
       throw e
     }
     return store
+  }
+
+  /**
+   * Compacts every segment of the model log at least half of whose bytes
+   * are dead (the tail too, once it holds `tailMin` bytes; a new tail is
+   * begun first): the live models are copied to the tail and their rows
+   * name the copies, a batch at a time, then the segment is removed. A crash
+   * midway loses nothing: rows name the old bytes or synced copies, and the
+   * next open goes on. Run on open, before anything reads the store.
+   */
+  async #compactLog(log: SegmentedLog, tailMin: number): Promise<void> {
+    const segments = await log.segments()
+    const tail = segments.at(-1)?.seg
+    const present = new Set(segments.map((s) => s.seg))
+    // Counts of segments removed by an open that crashed before dropping them.
+    for (const seg of this.#dead.keys()) if (!present.has(seg)) await this.#setDead(new Map([[seg, undefined]]))
+    const victims = new Set<number>()
+    for (const { seg, size } of segments) if (size > 0 && 2 * (this.#dead.get(seg) ?? 0) >= size && (seg !== tail || size >= tailMin)) victims.add(seg)
+    if (victims.size === 0) return
+    if (tail !== undefined && victims.has(tail)) log.roll()
+    const unreadable = new Set<number>()
+    const it = this.#db.iterator({ gt: 'I!', lt: 'I"' })
+    try {
+      for (;;) {
+        const entries = await it.nextv(1000)
+        if (entries.length === 0) break
+        const rows = entries.map(([key, json]) => parseRow(key.slice(2), json)).filter((r) => r.p !== undefined && victims.has(r.p[0]))
+        if (rows.length === 0) continue
+        const bytes = await log.read(rows.map((r) => r.p))
+        const ops: Op[] = []
+        rows.forEach((r, n) => {
+          const b = bytes[n]
+          // Bytes a row names but that do not read as a model: their segment stays, as it is.
+          if (b === undefined) return void unreadable.add(r.p![0])
+          r.p = log.add(b.toString())
+          ops.push({ type: 'put', key: `I!${r.i}`, value: rowJson(r) })
+        })
+        await log.flush()
+        await writeBatch(this.#db, ops)
+      }
+    } finally {
+      await it.close()
+    }
+    for (const seg of victims) {
+      if (unreadable.has(seg)) continue
+      await log.remove(seg)
+      await this.#setDead(new Map([[seg, undefined]]))
+    }
+  }
+
+  /** Sets dead-byte counts (undefined drops one). */
+  async #setDead(counts: Map<number, number | undefined>): Promise<void> {
+    await writeBatch(this.#db, deadOps(counts))
+    this.#deadWritten(counts)
+  }
+
+  /** The dead-byte counts with the bytes of these versions added (for the batch that replaces or removes them). */
+  #deadAfter(rows: Row[]): Map<number, number> {
+    const counts = new Map<number, number>()
+    for (const r of rows) if (r.p !== undefined) counts.set(r.p[0], (counts.get(r.p[0]) ?? this.#dead.get(r.p[0]) ?? 0) + r.p[2])
+    return counts
+  }
+
+  #deadWritten(counts: Map<number, number | undefined>): void {
+    for (const [seg, n] of counts) if (n === undefined) this.#dead.delete(seg)
+    else this.#dead.set(seg, n)
   }
 
   /** Random per store, so that a cursor from another node is recognised as foreign. */
@@ -468,6 +561,7 @@ export class GraphStore {
     const statuses: CommitStatus[] = []
     const storedIds = new Set<string>()
     const newTargets = new Set<string>()
+    const replaced: Row[] = []
     let seq = this.#lastSeq
     for (const m of models) {
       const cand = { u: m.meta.updateTimeKey, h: m.hash }
@@ -496,7 +590,10 @@ export class GraphStore {
         l: m.meta.links.map((l: Link) => `${l.kind}\0${l.target}`),
         ...(origin === undefined ? {} : { o: origin }),
       }
-      if (old) ops.push(...versionDeletes(old))
+      if (old) {
+        ops.push(...versionDeletes(old))
+        replaced.push(old)
+      }
       // The row lives once, under I!; index entries name the id (half the bytes written).
       ops.push({ type: 'put', key: `I!${m.idText}`, value: rowJson(row) })
       for (const k of indexKeys(row)) ops.push({ type: 'put', key: k, value: m.idText })
@@ -514,7 +611,10 @@ export class GraphStore {
     }
     if (cp) ops.push({ type: 'put', key: `C!${cp.name}`, value: cp.cursor })
     if (seq !== this.#lastSeq) ops.push({ type: 'put', key: 'X!seq', value: String(seq) })
+    const dead = this.#deadAfter(replaced)
+    for (const o of deadOps(dead)) ops.push(o)
     if (ops.length > 0) await this.#batch(ops)
+    this.#deadWritten(dead)
     const grew = seq !== this.#lastSeq
     this.#lastSeq = seq
     if (grew) for (const l of this.#listeners) l(seq)
@@ -737,7 +837,10 @@ export class GraphStore {
         for await (const key of this.#db.keys({ gt: `R!${hash}\0`, lt: `R!${hash}\x01` })) if (!removed.has(key.split('\0')[2]!)) shared = true
         if (!shared) ops.push({ type: 'del', key: `B!${hash}` }, { type: 'del', key: `BM!${hash}` })
       }
+      const dead = this.#deadAfter(rows)
+      ops.push(...deadOps(dead))
       await this.#batch(ops)
+      this.#deadWritten(dead)
       // The banned models' bytes are overwritten too, not only unnamed.
       await this.#log.scrub(rows.flatMap((r) => (r.p === undefined ? [] : [r.p])))
       return rows.length

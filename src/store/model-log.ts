@@ -17,9 +17,11 @@
 // open appends after them. Bytes at a place a row names never change, so a
 // reader holding a row always reads what it named, except after `scrub`
 // (a banned key's models), which overwrites them with zeros: readers see
-// those as gone. Space of replaced versions is not given back (no
-// compaction yet); a segment is closed at SEGMENT_MAX so that it can be.
-import { mkdir, open, readdir, type FileHandle } from 'node:fs/promises'
+// those as gone. The bytes of replaced versions stay where they are until
+// the store compacts their segment (graph-store.ts, on open): it copies the
+// live models to the tail, renames them in their rows, then removes the
+// segment.
+import { mkdir, open, readdir, rm, stat, type FileHandle } from 'node:fs/promises'
 import { join } from 'node:path'
 import { DipError } from '../errors.js'
 
@@ -39,14 +41,31 @@ export interface ModelLog {
   close(): Promise<void>
 }
 
+/** A model log whose segments can be compacted (the in-memory twin's never are). */
+export interface SegmentedLog extends ModelLog {
+  /** Every segment and its size in bytes, oldest first; the last is the tail. */
+  segments(): Promise<{ seg: number; size: number }[]>
+  /** Starts a new tail segment: what is added next goes there. */
+  roll(): void
+  /** Deletes a segment that is not the tail (no row may name it any more). */
+  remove(seg: number): Promise<void>
+}
+
 /** A segment is closed once it holds this many bytes. */
-export const SEGMENT_MAX = 1024 * 1024 * 1024
+export const SEGMENT_MAX = 256 * 1024 * 1024
 /** Adjacent places are read with one read up to this many bytes. */
 const READ_RUN_MAX = 4 * 1024 * 1024
 /** Model XML always begins with `<`; scrubbed bytes begin with 0. */
 const LT = 0x3c
 
 const segmentName = (n: number) => `${String(n).padStart(8, '0')}.log`
+
+async function segmentNumbers(dir: string): Promise<number[]> {
+  return (await readdir(dir))
+    .filter((f) => /^[0-9]{8}\.log$/.test(f))
+    .map((f) => Number(f.slice(0, 8)))
+    .sort((a, b) => a - b)
+}
 
 /** Runs of adjacent places (same segment, each starting where the last ended) read as one. */
 function runs(places: (Place | undefined)[]): { seg: number; off: number; len: number; members: number[] }[] {
@@ -67,7 +86,7 @@ function runs(places: (Place | undefined)[]): { seg: number; off: number; len: n
 }
 
 /** The model log in a folder of segment files. */
-export class FileModelLog implements ModelLog {
+export class FileModelLog implements SegmentedLog {
   readonly #dir: string
   readonly #segmentMax: number
   readonly #handles = new Map<number, Promise<FileHandle>>()
@@ -87,8 +106,8 @@ export class FileModelLog implements ModelLog {
   static async open(dir: string, segmentMax = SEGMENT_MAX): Promise<FileModelLog> {
     try {
       await mkdir(dir, { recursive: true })
-      const segs = (await readdir(dir)).filter((f) => /^[0-9]{8}\.log$/.test(f)).map((f) => Number(f.slice(0, 8)))
-      const tail = segs.length === 0 ? 1 : Math.max(...segs)
+      const segs = await segmentNumbers(dir)
+      const tail = segs.at(-1) ?? 1
       const log = new FileModelLog(dir, tail, 0, segmentMax)
       // Whatever a crashed commit left past the last synced row stays there, unnamed.
       log.#end = (await (await log.#handle(tail, true)).stat()).size
@@ -182,6 +201,26 @@ export class FileModelLog implements ModelLog {
       touched.add(seg)
     }
     for (const seg of touched) await (await this.#handle(seg)).datasync()
+  }
+
+  async segments(): Promise<{ seg: number; size: number }[]> {
+    const out: { seg: number; size: number }[] = []
+    for (const seg of await segmentNumbers(this.#dir)) out.push({ seg, size: seg === this.#tail ? this.#end : (await stat(join(this.#dir, segmentName(seg)))).size })
+    return out
+  }
+
+  roll(): void {
+    if (this.#end === 0) return
+    this.#tail++
+    this.#end = 0
+  }
+
+  async remove(seg: number): Promise<void> {
+    if (seg >= this.#tail) throw new Error(`segment ${seg} is the tail`)
+    const h = this.#handles.get(seg)
+    this.#handles.delete(seg)
+    await h?.then((f) => f.close(), () => {})
+    await rm(join(this.#dir, segmentName(seg)), { force: true })
   }
 
   async close(): Promise<void> {

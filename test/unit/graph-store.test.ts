@@ -2,7 +2,7 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import fc from 'fast-check'
 import { existsSync } from 'node:fs'
-import { appendFile, readFile, rm, stat } from 'node:fs/promises'
+import { appendFile, readdir, readFile, rm, stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import { Level } from 'level'
 import { GraphStore, servedRow } from '../../src/store/graph-store.js'
@@ -290,5 +290,53 @@ test('leveldb: a commit writes backward edges only (a row\'s links are its forwa
     assert.deepEqual(await after.keys({ gte: 'L!', lt: 'L"' }).all(), [], 'the edit dropped the old forward edges')
     assert.deepEqual(await after.keys({ gte: 'R!', lt: 'R"' }).all(), [])
     await after.close()
+  })
+})
+
+test('leveldb: opening a store compacts the model log segments that are half dead (replaced or banned versions); every current model reads back', async () => {
+  await withTempDir(async (dir) => {
+    const [alice, bob] = [generateKeyPair(), generateKeyPair()]
+    const sizes = { segmentMax: 8 * 1024, compactTailMin: 4 * 1024 }
+    const posts = Array.from({ length: 30 }, (_, i) => makePost(i % 3 ? alice : bob, { localId: i + 1, text: `post ${i} `.repeat(40) }))
+    const edits = posts.filter((_, i) => i % 3 && i < 24).map((p) => makePost(alice, { localId: Number(p.id.localId), title: 'edited', text: 'short now', updateTime: '2030-01-01T00:00:00Z' }))
+    const segmentFiles = async () => (await readdir(join(dir, 'models'))).sort()
+    const raw = async <T>(fn: (db: Level<string, string>) => Promise<T>) => {
+      const db = new Level<string, string>(dir)
+      try {
+        return await fn(db)
+      } finally {
+        await db.close()
+      }
+    }
+    let store = await GraphStore.openLevel(dir, sizes)
+    await store.commit(posts)
+    await store.commit(edits)
+    assert.equal(await store.ban(bob.publicKeyHex), 10)
+    const current = posts.filter((_, i) => i % 3).map((p) => edits.find((e) => e.idText === p.idText) ?? p)
+    await store.close()
+    const before = await segmentFiles()
+    assert.ok(before.length >= 5, `30 posts of ~1 KB in segments of 8 KB: ${before.length}`)
+    const dead = await raw((db) => db.iterator({ gt: 'X!dead!', lt: 'X!dead"' }).all())
+    assert.ok(dead.length >= 3, 'replaced and banned versions are counted dead, by segment')
+
+    store = await GraphStore.openLevel(dir, sizes)
+    const after = await segmentFiles()
+    assert.ok(after.length < before.length, `segments ${before.length} → ${after.length}`)
+    assert.deepEqual((await store.getModels(current.map((m) => m.idText))).map((g) => g.xml), current.map((m) => m.xml))
+    assert.equal(await store.count(), current.length)
+    // Rows name only segments that are there; the counts of removed ones are gone.
+    const named = new Set((await store.rows(current.map((m) => m.idText))).map((r) => r!.p![0]))
+    const files = new Set(after.map((f) => Number(f.slice(0, 8))))
+    for (const seg of named) assert.ok(files.has(seg), `segment ${seg} is named and present`)
+    await store.commit([makePost(alice, { localId: 99 })])
+    await store.close()
+    const left = await raw((db) => db.keys({ gt: 'X!dead!', lt: 'X!dead"' }).all())
+    for (const key of left) assert.ok(files.has(Number(key.slice('X!dead!'.length))), `${key} counts a segment that is there`)
+    // A second open finds nothing more to do: the same segments, the same models.
+    const settled = await segmentFiles()
+    store = await GraphStore.openLevel(dir, sizes)
+    assert.deepEqual(await segmentFiles(), settled)
+    assert.equal(await store.count(), current.length + 1)
+    await store.close()
   })
 })
