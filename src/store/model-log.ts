@@ -94,7 +94,7 @@ export class FileModelLog implements SegmentedLog {
   #tail: number
   #end: number
   /** added and not yet written: segment, offset, XML */
-  #pending: { seg: number; off: number; xml: string[] }[] = []
+  #pending: { seg: number; off: number; bytes: Buffer[] }[] = []
 
   private constructor(dir: string, tail: number, end: number, segmentMax: number) {
     this.#dir = dir
@@ -143,15 +143,17 @@ export class FileModelLog implements SegmentedLog {
   }
 
   add(xml: string): Place {
-    const len = Buffer.byteLength(xml)
+    // Encoded here, once: its length is known without a second pass over the string.
+    const bytes = Buffer.from(xml)
+    const len = bytes.length
     if (this.#end > 0 && this.#end + len > this.#segmentMax) {
       this.#tail++
       this.#end = 0
     }
     const place: Place = [this.#tail, this.#end, len]
     const last = this.#pending.at(-1)
-    if (last && last.seg === this.#tail) last.xml.push(xml)
-    else this.#pending.push({ seg: this.#tail, off: this.#end, xml: [xml] })
+    if (last && last.seg === this.#tail) last.bytes.push(bytes)
+    else this.#pending.push({ seg: this.#tail, off: this.#end, bytes: [bytes] })
     this.#end += len
     return place
   }
@@ -161,8 +163,8 @@ export class FileModelLog implements SegmentedLog {
     this.#pending = []
     for (const p of pending) {
       const h = await this.#handle(p.seg, true)
-      // One string, encoded once, written with one call.
-      const bytes = Buffer.from(p.xml.join(''))
+      // Written with one call.
+      const bytes = Buffer.concat(p.bytes)
       let done = 0
       while (done < bytes.length) done += (await h.write(bytes, done, bytes.length - done, p.off + done)).bytesWritten
       await h.datasync()
