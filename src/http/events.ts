@@ -189,7 +189,7 @@ class EventStream {
         for (let n = 0; n < fresh.length && !this.#stopped; n++) {
           const row = fresh[n]!
           const x = xml[n]
-          if (x === undefined) continue // replaced or removed meanwhile: a newer version comes later, or none
+          if (x === undefined) continue // banned meanwhile (a version replaced meanwhile still reads; the newer one comes later)
           const data = JSON.stringify(modelJson(registry, row, x))
           this.#cursor = row.s
           await this.#write(`id: ${row.s}\nevent: model\ndata: ${data}\n\n`)

@@ -344,27 +344,29 @@ export class GraphStore {
 
   /**
    * A store on LevelDB in `dir`, its model bytes in the model log in
-   * `dir`/models. `log` sizes its segments (tests make them small).
+   * `dir`/models. The options size the log's segments (tests make them small).
    */
-  static async openLevel(dir: string, log: { segmentMax?: number; compactTailMin?: number } = {}): Promise<GraphStore> {
+  static async openLevel(dir: string, options: { segmentMax?: number; compactTailMin?: number } = {}): Promise<GraphStore> {
     // A larger write buffer (memtable) than LevelDB's 4 MB halves the CPU it
     // spends on bulk commits (measured by bench/pull-stages.ts): the rows'
     // keys are random, so every flushed table is merged with all of the
     // level below, and fewer flushes mean fewer such rewrites (compaction per
     // pulled post at N = 100,000: 16 MB ~19 µs, 24 MB ~16, 32 MB ~12.5). It
-    // costs up to twice this in RSS: 32 MB since the model bytes left LevelDB
-    // (the puller's peak 271–280 MB at N = 100,000; 48 MB took it to 306).
-    const db = await openDb(dir, { writeBufferSize: 32 * 1024 * 1024 })
+    // costs up to twice this in RSS, and the puller's peak is near its 300
+    // MB: with 32 MB a pull of 100,000 was ~3% faster, but one puller's
+    // high-water mark reached 308.5 MB (LevelDB compacting after the pull
+    // maps the table files it reads into the process).
+    const db = await openDb(dir, { writeBufferSize: 24 * 1024 * 1024 })
     let models: FileModelLog
     try {
-      models = await FileModelLog.open(join(dir, 'models'), log.segmentMax)
+      models = await FileModelLog.open(join(dir, 'models'), options.segmentMax)
     } catch (e) {
       await db.close()
       throw e
     }
     const store = await GraphStore.#init(db, models, join(dir, 'values'))
     try {
-      await store.#compactLog(models, log.compactTailMin ?? COMPACT_TAIL_MIN)
+      await store.#compactLog(models, options.compactTailMin ?? COMPACT_TAIL_MIN)
     } catch (e) {
       await store.close()
       throw e
@@ -394,7 +396,7 @@ export class GraphStore {
           await values?.close()
         }
       }
-      // Set only once every row names its place: what is left of layout 3 goes.
+      // X!layout says 4 only once every row names its place: what is left of layout 3 can go.
       if (valuesDir !== undefined) await rm(valuesDir, { recursive: true, force: true })
       if (id === undefined) {
         store.#storeId = randomBytes(8).toString('hex')
@@ -663,7 +665,11 @@ export class GraphStore {
     return rows
   }
 
-  /** Model XML of versions by their rows (undefined for a version replaced or removed since). */
+  /**
+   * Model XML of versions by their rows, as the rows named it: a version
+   * replaced since still reads (until its segment is compacted, on open);
+   * undefined for a version banned since or a row without bytes.
+   */
   async modelXml(rows: Pick<Row, 'p'>[]): Promise<(string | undefined)[]> {
     return (await this.#log.read(rows.map((r) => r.p))).map((b) => b?.toString())
   }
