@@ -93,7 +93,7 @@ export class FileModelLog implements SegmentedLog {
   /** the segment appended to, and where the next model goes in it */
   #tail: number
   #end: number
-  /** added and not yet written: segment, offset, XML */
+  /** added and not yet written: segment, offset, each model's bytes */
   #pending: { seg: number; off: number; bytes: Buffer[] }[] = []
 
   private constructor(dir: string, tail: number, end: number, segmentMax: number) {
@@ -176,7 +176,9 @@ export class FileModelLog implements SegmentedLog {
     await Promise.all(
       runs(places).map(async (r) => {
         const buf = Buffer.allocUnsafe(r.len)
-        const h = await this.#handle(r.seg)
+        const h = await this.#handle(r.seg).catch((cause: unknown) => {
+          throw new DipError('DIP_DATA_INVALID', `the model log's segment ${r.seg}, which the store names, cannot be read`, { cause })
+        })
         let got = 0
         for (;;) {
           const { bytesRead } = await h.read(buf, got, r.len - got, r.off + got)

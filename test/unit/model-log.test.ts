@@ -64,7 +64,7 @@ test('model log, files: a full segment is closed and the next one begun; a reope
   })
 })
 
-test('model log, files: bytes a row names but the segment lacks are DIP_DATA_INVALID; a log folder that is a file is too', async () => {
+test('model log, files: bytes a row names but the segment lacks, or a missing segment, are DIP_DATA_INVALID; a log folder that is a file is too', async () => {
   await withTempDir(async (dir) => {
     const path = join(dir, 'models')
     const log = await FileModelLog.open(path)
@@ -72,6 +72,7 @@ test('model log, files: bytes a row names but the segment lacks are DIP_DATA_INV
     await log.flush()
     await truncate(join(path, '00000001.log'), 5)
     await assert.rejects(log.read([p]), { code: 'DIP_DATA_INVALID' })
+    await assert.rejects(log.read([[7, 0, 10]]), { code: 'DIP_DATA_INVALID' }, 'a segment that is not there')
     await log.close()
     await writeFile(join(dir, 'file'), 'x')
     await assert.rejects(FileModelLog.open(join(dir, 'file')), { code: 'DIP_DATA_INVALID' })
