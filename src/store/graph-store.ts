@@ -367,6 +367,7 @@ export class GraphStore {
     const store = await GraphStore.#init(db, models, join(dir, 'values'))
     try {
       await store.#compactLog(models, options.compactTailMin ?? COMPACT_TAIL_MIN)
+      await store.#checkLog(models, dir)
     } catch (e) {
       await store.close()
       throw e
@@ -455,6 +456,21 @@ export class GraphStore {
       if (unreadable.has(seg)) continue
       await log.remove(seg)
       await this.#setDead(new Map([[seg, undefined]]))
+    }
+  }
+
+  /**
+   * The newest row's bytes must be in the model log: a store whose
+   * `models/` folder was lost or cut short (a partial copy) is refused,
+   * not served with bytes appended where the lost ones were.
+   */
+  async #checkLog(log: SegmentedLog, dir: string): Promise<void> {
+    const [id] = await this.#db.values({ gt: 'S!', lt: `S!${SEQ_END}`, reverse: true, limit: 1 }).all()
+    const p = id === undefined ? undefined : (await this.rows([id]))[0]?.p
+    if (p === undefined) return
+    const seg = (await log.segments()).find((s) => s.seg === p[0])
+    if (seg === undefined || p[1] + p[2] > seg.size) {
+      throw new DipError('DIP_DATA_INVALID', `the store names model bytes that ${join(dir, 'models')} lacks (segment ${p[0]}, up to byte ${p[1] + p[2]}): restore the store folder whole`)
     }
   }
 

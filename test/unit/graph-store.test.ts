@@ -2,7 +2,7 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import fc from 'fast-check'
 import { existsSync } from 'node:fs'
-import { appendFile, readdir, readFile, rm, stat } from 'node:fs/promises'
+import { appendFile, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { Level } from 'level'
 import { GraphStore, servedRow } from '../../src/store/graph-store.js'
@@ -338,5 +338,25 @@ test('leveldb: opening a store compacts the model log segments that are half dea
     assert.deepEqual(await segmentFiles(), settled)
     assert.equal(await store.count(), current.length + 1)
     await store.close()
+  })
+})
+
+test('leveldb: a store whose model log was lost or cut short is refused (DIP_DATA_INVALID), not served wrong bytes', async () => {
+  await withTempDir(async (dir) => {
+    const key = generateKeyPair()
+    const store = await GraphStore.openLevel(dir)
+    await store.commit([makePost(key, { localId: 1 }), makePost(key, { localId: 2 })])
+    await store.close()
+    const segment = join(dir, 'models', '00000001.log')
+    const whole = await readFile(segment)
+    await writeFile(segment, whole.subarray(0, whole.length - 10))
+    await assert.rejects(GraphStore.openLevel(dir), { code: 'DIP_DATA_INVALID' }, 'cut short')
+    await rm(join(dir, 'models'), { recursive: true })
+    await assert.rejects(GraphStore.openLevel(dir), { code: 'DIP_DATA_INVALID' }, 'lost')
+    // Put back whole, it opens again (each refusal closed the store).
+    await writeFile(segment, whole)
+    const again = await GraphStore.openLevel(dir)
+    assert.equal(await again.count(), 2)
+    await again.close()
   })
 })
