@@ -270,22 +270,43 @@ const OLD_LAYOUTS = new Set([undefined, '2', '3'])
  * Bytes no row names stay where they are.
  */
 async function migrateModelBytes(db: Db, log: ModelLog, values: Db | undefined): Promise<void> {
+  const valueKey = (r: Row) => `V!${seqKey(r.s)}`
+  const read = async (rows: Row[]) => {
+    const v = rows.map(valueKey)
+    const inValues = values ? await values.getMany(v) : []
+    const inDb = await db.getMany([...v, ...rows.map((r) => `M!${r.h}`)])
+    return rows.map((_, n) => inValues[n] ?? inDb[n] ?? inDb[rows.length + n])
+  }
+  await moveRows(db, log, (r) => r.p === undefined, read, (r) => [
+    { type: 'del', key: valueKey(r) },
+    { type: 'del', key: `M!${r.h}` },
+  ])
+  await db.put('X!layout', LAYOUT)
+}
+
+/**
+ * Gives the rows `pick` selects new places in the model log, a thousand
+ * rows at a time: each batch's bytes (`read`; undefined leaves a row as it
+ * is) are added and synced before one LevelDB batch renames the rows, with
+ * `also`'s operations for each row moved. A crash midway leaves every row
+ * naming bytes that are there. Returns the rows left as they were.
+ */
+async function moveRows(db: Db, log: ModelLog, pick: (r: Row) => boolean, read: (rows: Row[]) => Promise<(string | Buffer | undefined)[]>, also: (r: Row) => Op[] = () => []): Promise<Row[]> {
+  const left: Row[] = []
   const it = db.iterator({ gt: 'I!', lt: 'I"' })
   try {
     for (;;) {
       const entries = await it.nextv(1000)
       if (entries.length === 0) break
-      const rows = entries.map(([key, json]) => parseRow(key.slice(2), json)).filter((r) => r.p === undefined)
+      const rows = entries.map(([key, json]) => parseRow(key.slice(2), json)).filter(pick)
       if (rows.length === 0) continue
-      const v = rows.map((r) => `V!${seqKey(r.s)}`)
-      const inValues = values ? await values.getMany(v) : []
-      const inDb = await db.getMany([...v, ...rows.map((r) => `M!${r.h}`)])
+      const bytes = await read(rows)
       const ops: Op[] = []
       rows.forEach((r, n) => {
-        const xml = inValues[n] ?? inDb[n] ?? inDb[rows.length + n]
-        if (xml === undefined) return
-        r.p = log.add(xml)
-        ops.push({ type: 'put', key: `I!${r.i}`, value: rowJson(r) }, { type: 'del', key: v[n]! }, { type: 'del', key: `M!${r.h}` })
+        const b = bytes[n]
+        if (b === undefined) return void left.push(r)
+        r.p = log.add(b.toString())
+        ops.push({ type: 'put', key: `I!${r.i}`, value: rowJson(r) }, ...also(r))
       })
       await log.flush()
       await writeBatch(db, ops)
@@ -293,7 +314,7 @@ async function migrateModelBytes(db: Db, log: ModelLog, values: Db | undefined):
   } finally {
     await it.close()
   }
-  await db.put('X!layout', LAYOUT)
+  return left
 }
 
 /**
@@ -429,29 +450,9 @@ export class GraphStore {
     for (const { seg, size } of segments) if (size > 0 && 2 * (this.#dead.get(seg) ?? 0) >= size && (seg !== tail || size >= tailMin)) victims.add(seg)
     if (victims.size === 0) return
     if (tail !== undefined && victims.has(tail)) log.roll()
-    const unreadable = new Set<number>()
-    const it = this.#db.iterator({ gt: 'I!', lt: 'I"' })
-    try {
-      for (;;) {
-        const entries = await it.nextv(1000)
-        if (entries.length === 0) break
-        const rows = entries.map(([key, json]) => parseRow(key.slice(2), json)).filter((r) => r.p !== undefined && victims.has(r.p[0]))
-        if (rows.length === 0) continue
-        const bytes = await log.read(rows.map((r) => r.p))
-        const ops: Op[] = []
-        rows.forEach((r, n) => {
-          const b = bytes[n]
-          // Bytes a row names but that do not read as a model: their segment stays, as it is.
-          if (b === undefined) return void unreadable.add(r.p![0])
-          r.p = log.add(b.toString())
-          ops.push({ type: 'put', key: `I!${r.i}`, value: rowJson(r) })
-        })
-        await log.flush()
-        await writeBatch(this.#db, ops)
-      }
-    } finally {
-      await it.close()
-    }
+    const left = await moveRows(this.#db, log, (r) => r.p !== undefined && victims.has(r.p[0]), (rows) => log.read(rows.map((r) => r.p)))
+    // Bytes a row names but that do not read as a model: their segment stays, as it is.
+    const unreadable = new Set(left.map((r) => r.p![0]))
     for (const seg of victims) {
       if (unreadable.has(seg)) continue
       await log.remove(seg)

@@ -94,14 +94,13 @@ export class FileModelLog implements SegmentedLog {
   readonly #handles = new Map<number, Promise<FileHandle>>()
   /** the segment appended to, and where the next model goes in it */
   #tail: number
-  #end: number
+  #end = 0
   /** added and not yet written: segment, offset, each model's bytes */
   #pending: { seg: number; off: number; bytes: Buffer[] }[] = []
 
-  private constructor(dir: string, tail: number, end: number, segmentMax: number) {
+  private constructor(dir: string, tail: number, segmentMax: number) {
     this.#dir = dir
     this.#tail = tail
-    this.#end = end
     this.#segmentMax = segmentMax
   }
 
@@ -110,7 +109,7 @@ export class FileModelLog implements SegmentedLog {
       await mkdir(dir, { recursive: true })
       const segs = await segmentNumbers(dir)
       const tail = segs.at(-1) ?? 1
-      const log = new FileModelLog(dir, tail, 0, segmentMax)
+      const log = new FileModelLog(dir, tail, segmentMax)
       // Whatever a crashed commit left past the last synced row stays there, unnamed.
       log.#end = (await (await log.#handle(tail, true)).stat()).size
       return log
