@@ -9,7 +9,7 @@
 // A node keeps the canonical content bytes, the signatures (unknown types
 // included) and the model version as received, and serves exactly those:
 // relaying never rebuilds content from parsed fields.
-import { createHash } from 'node:crypto'
+import { hash as digest } from 'node:crypto'
 import { fail, ok, type Result, type RowCode } from '../errors.js'
 import { canonicalize } from '../protocol/canonical.js'
 import { formatId, KEY_HEX_RE, type GlobalId } from '../protocol/id.js'
@@ -71,6 +71,7 @@ const NONE: ReadonlyMap<string, never> = new Map<string, never>()
 
 const reject = (code: RowCode, message: string, id?: GlobalId): Staged => ({ ok: false, rejection: id ? { code, message, id } : { code, message } })
 
+/** The id of a refused model, for its row, when it can be read (read only on the way out). */
 function tryId(content: XmlElement | undefined): GlobalId | undefined {
   const el = content && firstChild(content, 'id')
   if (!el) return undefined
@@ -86,22 +87,21 @@ function tryId(content: XmlElement | undefined): GlobalId | undefined {
 export function stageModel(el: XmlElement, registry: ModelRegistry, limits: ModelLimits): Staged {
   if (el.name !== 'model') return reject('DIP_MODEL_INVALID', `expected <model>, got <${el.name}>`)
   const contentEl = firstChild(el, 'content')
-  const maybeId = tryId(contentEl)
   const name = el.attrs.name
   const def = name === undefined ? undefined : registry.get(name)
-  if (!def) return reject('DIP_MODEL_NOT_SUPPORTED', `model ${JSON.stringify(name ?? null)} is not supported`, maybeId)
+  if (!def) return reject('DIP_MODEL_NOT_SUPPORTED', `model ${JSON.stringify(name ?? null)} is not supported`, tryId(contentEl))
   const v = parseVersion(el.attrs.version)
-  if (!v.ok) return reject('DIP_MODEL_INVALID', v.error.message, maybeId)
-  if (!isCompatible(def.version, v.value)) return reject('DIP_VERSION_NOT_SUPPORTED', `model ${def.name} ${el.attrs.version} is not supported`, maybeId)
-  if (!contentEl) return reject('DIP_MODEL_INVALID', '<content> missing', maybeId)
+  if (!v.ok) return reject('DIP_MODEL_INVALID', v.error.message, tryId(contentEl))
+  if (!isCompatible(def.version, v.value)) return reject('DIP_VERSION_NOT_SUPPORTED', `model ${def.name} ${el.attrs.version} is not supported`, tryId(contentEl))
+  if (!contentEl) return reject('DIP_MODEL_INVALID', '<content> missing', tryId(contentEl))
 
   const content = canonicalize(contentEl)
   const contentBytes = Buffer.from(content, 'utf8')
-  if (contentBytes.length > limits.maxContentBytes) return reject('DIP_MODEL_TOO_LARGE', `content is ${contentBytes.length} bytes, over ${limits.maxContentBytes}`, maybeId)
+  if (contentBytes.length > limits.maxContentBytes) return reject('DIP_MODEL_TOO_LARGE', `content is ${contentBytes.length} bytes, over ${limits.maxContentBytes}`, tryId(contentEl))
   const parsed = def.fromContent(contentEl)
   if (!parsed.ok) {
     const code = parsed.error.code === 'DIP_ID_INVALID' ? 'DIP_ID_INVALID' : 'DIP_MODEL_INVALID'
-    return reject(code, parsed.error.message, maybeId)
+    return reject(code, parsed.error.message, tryId(contentEl))
   }
   const meta = def.meta(parsed.value)
 
@@ -112,7 +112,8 @@ export function stageModel(el: XmlElement, registry: ModelRegistry, limits: Mode
     if (s.name !== 'signature') continue
     const { type, key, value } = s.attrs
     if (type === 'ed25519') {
-      if (!key || !KEY_HEX_RE.test(key) || !value || !SIG_VALUE_RE.test(value)) return reject('DIP_SIGNATURE_INVALID', 'an ed25519 signature needs a 64-hex key and a 128-hex value', meta.id)
+      // The author's key (most signatures) was checked as the id was read.
+      if (!key || (key !== meta.id.key && !KEY_HEX_RE.test(key)) || !value || !SIG_VALUE_RE.test(value)) return reject('DIP_SIGNATURE_INVALID', 'an ed25519 signature needs a 64-hex key and a 128-hex value', meta.id)
     }
     signatures.push({ type: type ?? '', key: key ?? '', value: value ?? '' })
     sigXml += canonicalize(s)
@@ -151,7 +152,7 @@ export function stageModel(el: XmlElement, registry: ModelRegistry, limits: Mode
       idText: formatId(meta.id),
       content,
       contentBytes,
-      hash: 'sha256:' + createHash('sha256').update(contentBytes).digest('hex'),
+      hash: 'sha256:' + digest('sha256', contentBytes, 'hex'),
       meta,
       signatures,
       xml: asServed ? el.src! : `<model name="${escapeAttr(def.name)}" version="${version}">${content}<signatures>${sigXml}</signatures></model>`,
@@ -189,7 +190,7 @@ export function checkAttachments(m: StagedModel): Rejection | undefined {
   for (const [hash, bytes] of m.attachmentData) {
     const signed = m.meta.attachments.find((a) => a.hash === hash)
     if (!signed) return { code: 'DIP_ATTACHMENT_INVALID', message: `attachment ${hash} is not in the signed content`, id: m.id }
-    const actual = 'sha256:' + createHash('sha256').update(bytes).digest('hex')
+    const actual = 'sha256:' + digest('sha256', bytes, 'hex')
     if (actual !== hash || bytes.length !== signed.size) return { code: 'DIP_ATTACHMENT_INVALID', message: `attachment bytes do not match ${hash}`, id: m.id }
   }
   return undefined

@@ -104,21 +104,21 @@ function fromContent(content: XmlElement): Result<Message> {
   if (!KINDS.has(kind)) return invalid(`unknown message kind ${JSON.stringify(kind.slice(0, 64))}`)
   const children = orderedChildren(content, ORDER, ORDER)
   if (!children.ok) return children
-  const seen = children.value
+  const [idEl, toEl, bodyEl, pubEl, updEl] = children.value
 
-  const id = parseIdElement(seen.get('id')!)
+  const id = parseIdElement(idEl!)
   if (!id.ok) return id
-  const to = parseTo(seen.get('to')!)
+  const to = parseTo(toEl!)
   if (!to.ok) return to
-  const raw = plainText(seen.get('text')!)
+  const raw = plainText(bodyEl!)
   if (!raw.ok) return raw
   const text = checkText(raw.value)
   if (!text.ok) return text
-  const pub = plainText(seen.get('pub-time')!)
+  const pub = plainText(pubEl!)
   if (!pub.ok) return pub
   const pubKey = parseContentTime(pub.value)
   if (!pubKey.ok) return pubKey
-  const upd = plainText(seen.get('update-time')!)
+  const upd = plainText(updEl!)
   if (!upd.ok) return upd
   const updKey = parseContentTime(upd.value)
   if (!updKey.ok) return updKey

@@ -67,17 +67,16 @@ function parseAttachment(el: XmlElement): Result<AttachmentRef> {
 function fromContent(content: XmlElement): Result<Post> {
   const children = orderedChildren(content, ORDER, REQUIRED)
   if (!children.ok) return children
-  const seen = children.value
+  const [idEl, titleEl, bodyEl, tagsEl, threadEl, pubEl, updEl, tripEl, attEl] = children.value
 
-  const id = parseIdElement(seen.get('id')!)
+  const id = parseIdElement(idEl!)
   if (!id.ok) return id
-  const title = plainText(seen.get('title')!)
+  const title = plainText(titleEl!)
   if (!title.ok) return title
-  const text = plainText(seen.get('text')!)
+  const text = plainText(bodyEl!)
   if (!text.ok) return text
 
   const tags: string[] = []
-  const tagsEl = seen.get('tags')
   if (tagsEl) {
     for (const t of childrenNamed(tagsEl, 'tag')) {
       const v = plainText(t)
@@ -87,7 +86,6 @@ function fromContent(content: XmlElement): Result<Post> {
     }
   }
   let thread: GlobalId | undefined
-  const threadEl = seen.get('thread')
   if (threadEl) {
     const ids = childElements(threadEl)
     if (ids.length !== 1) return invalid('<thread> holds exactly one <id>')
@@ -96,23 +94,21 @@ function fromContent(content: XmlElement): Result<Post> {
     thread = t.value
     if (tagsEl) return invalid('a reply may not have tags')
   }
-  const pub = plainText(seen.get('pub-time')!)
+  const pub = plainText(pubEl!)
   if (!pub.ok) return pub
   const pubUs = parseContentTime(pub.value)
   if (!pubUs.ok) return pubUs
-  const upd = plainText(seen.get('update-time')!)
+  const upd = plainText(updEl!)
   if (!upd.ok) return upd
   const updUs = parseContentTime(upd.value)
   if (!updUs.ok) return updUs
   let tripcode: string | undefined
-  const tripEl = seen.get('tripcode')
   if (tripEl) {
     const v = plainText(tripEl)
     if (!v.ok) return v
     tripcode = v.value
   }
   const attachments: AttachmentRef[] = []
-  const attEl = seen.get('attachments')
   if (attEl) {
     for (const a of childrenNamed(attEl, 'attachment')) {
       const r = parseAttachment(a)
@@ -136,10 +132,11 @@ function fromContent(content: XmlElement): Result<Post> {
 }
 
 function meta(post: Post): ModelMeta {
-  const idText = formatId(post.id)
+  const thread = post.thread ? formatId(post.thread) : undefined
   const links: Link[] = []
-  if (post.thread) links.push({ kind: 'thread', target: formatId(post.thread) })
-  for (const m of post.text.matchAll(POST_REF_RE)) links.push({ kind: 'ref', target: m[1]! })
+  if (thread !== undefined) links.push({ kind: 'thread', target: thread })
+  // Most texts reference no post: a plain search first is cheaper than the pattern's.
+  if (post.text.includes('[post]')) for (const m of post.text.matchAll(POST_REF_RE)) links.push({ kind: 'ref', target: m[1]! })
   for (const a of post.attachments) links.push({ kind: 'attachment', target: a.hash })
   return {
     id: post.id,
@@ -147,7 +144,7 @@ function meta(post: Post): ModelMeta {
     updateTime: post.updateTime,
     // PROTOCOL.md §6: a thread filter lists the opening post and its replies;
     // a tags filter matches the post's own tags (replies have none).
-    facets: { tag: [...new Set(post.tags)], thread: [post.thread ? formatId(post.thread) : idText] },
+    facets: { tag: post.tags.length < 2 ? post.tags : [...new Set(post.tags)], thread: [thread ?? formatId(post.id)] },
     links,
     attachments: post.attachments,
   }
