@@ -152,7 +152,7 @@ export function stageModel(el: XmlElement, registry: ModelRegistry, limits: Mode
       idText: formatId(meta.id),
       content,
       contentBytes,
-      hash: 'sha256:' + digest('sha256', contentBytes, 'hex'),
+      hash: ['sha256:', digest('sha256', contentBytes, 'hex')].join(''),
       meta,
       signatures,
       xml: asServed ? el.src! : `<model name="${escapeAttr(def.name)}" version="${version}">${content}<signatures>${sigXml}</signatures></model>`,

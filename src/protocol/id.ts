@@ -27,7 +27,8 @@ export function parseIdText(text: string): Result<GlobalId> {
 }
 
 export function formatId(id: GlobalId): string {
-  return `${id.type}::${id.key}::${id.localId}`
+  // Joined: one flat string (a template makes a tree of parts, copied again when it is first used as a key).
+  return [id.type, '::', id.key, '::', id.localId].join('')
 }
 
 /** Reads `<id key local-id type/>`: exactly those three attributes, no children. */

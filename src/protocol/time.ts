@@ -27,7 +27,8 @@ function fromParts(m: RegExpExecArray): TimeKey | undefined {
   const d = Number(m[3])
   if (mo < 1 || mo > 12 || d < 1 || Number(m[4]) > 23 || Number(m[5]) > 59 || Number(m[6]) > 59) return undefined
   if (d > (mo === 2 && isLeap(y) ? 29 : DAYS[mo - 1]!)) return undefined
-  return m[1]! + m[2]! + m[3]! + m[4]! + m[5]! + m[6]! + (m[7] ?? '').padEnd(6, '0')
+  // Joined, not added: one flat string, where + made a tree of five (models and list rows keep their keys until committed).
+  return [m[1], m[2], m[3], m[4], m[5], m[6], (m[7] ?? '').padEnd(6, '0')].join('')
 }
 
 /** Parses a time inside content. */

@@ -24,7 +24,7 @@ import type { FacetFilter } from '../model/types.js'
 import type { ModelRegistry } from '../model/registry.js'
 import type { GraphStore } from '../store/graph-store.js'
 import type { Ingest } from '../store/ingest.js'
-import { DipClient, type Manifest } from './client.js'
+import { DipClient, type Answer, type Manifest } from './client.js'
 import { followRotations, verifyProof, type Proof } from '../trust/chain.js'
 import { formatVersion, parseVersion, type Version } from '../protocol/version.js'
 import { REQUEST_VERSIONS } from '../protocol/envelope.js'
@@ -205,6 +205,19 @@ export function checkpointName(from: string, model: string, filterXml: string): 
   return 'pull:' + createHash('sha256').update(`${from}\n${model}\n${filterXml}`).digest('hex')
 }
 
+/**
+ * What an answer is read for, taken from it at once: its parsed tree is
+ * dropped when this returns. A suspended async function keeps the locals
+ * it holds, so a tree held in fetchBatch's or listPages's frame lived until
+ * its batch was committed or its page's batches queued, and every
+ * young-generation GC in between copied it.
+ */
+async function readAnswer<T>(answer: Promise<Answer>, read: (a: Answer) => T): Promise<T> {
+  return read(await answer)
+}
+const readGetRest = (a: Answer) => readGetAnswer(a.root)
+const readListPage = (a: Answer) => ({ head: a.head, list: a.head.status === 'success' ? readListAnswer(a.root) : undefined })
+
 export async function pull(deps: PullDeps, options: PullOptions): Promise<PullSummary> {
   const started = performance.now()
   const retries = options.retries ?? 0
@@ -283,9 +296,8 @@ export async function pull(deps: PullDeps, options: PullOptions): Promise<PullSu
       return true
     }
     const t0 = performance.now()
-    const answer = await client.success('get', getRequestXml(model, rows.map((r) => r.id), session.getVersion), undefined, take)
+    const rest = await readAnswer(client.success('get', getRequestXml(model, rows.map((r) => r.id), session.getVersion), undefined, take), readGetRest)
     stages.getMs += performance.now() - t0
-    const rest = readGetAnswer(answer.root)
     if (!rest.ok) throw rest.error
     for (const el of rest.value) consider(el)
     for (const [code, n] of Object.entries(rejected)) s.rejected[code] = (s.rejected[code] ?? 0) + n
@@ -316,7 +328,7 @@ export async function pull(deps: PullDeps, options: PullOptions): Promise<PullSu
     for (;;) {
       if (failure || signal?.aborted) break
       const t0 = performance.now()
-      const page = await client.call('list', listRequestXml(model, filterXml, after, session.listVersion))
+      const page = await readAnswer(client.call('list', listRequestXml(model, filterXml, after, session.listVersion)), readListPage)
       stages.listMs += performance.now() - t0
       if (page.head.status !== 'success') {
         // A peer without a manifest says what it speaks in <supported>: adopt it, once.
@@ -338,7 +350,7 @@ export async function pull(deps: PullDeps, options: PullOptions): Promise<PullSu
         }
         throw client.peerError(page.head)
       }
-      const answer = readListAnswer(page.root)
+      const answer = page.list!
       if (!answer.ok) throw answer.error
       const rows = answer.value.rows.filter((r) => r.name === modelName)
       s.listed += rows.length
