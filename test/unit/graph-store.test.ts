@@ -131,13 +131,53 @@ test('leveldb: a store of an older key layout (model bytes under M!<hash> or V!<
     const after = await open(dir)
     assert.deepEqual(await after.keys({ gte: 'M!', lt: 'M"' }).all(), [], 'nothing left under M!')
     assert.deepEqual(await after.keys({ gte: 'V!', lt: 'V"' }).all(), [], 'nor under V!')
-    assert.equal(await after.get('X!layout'), '4')
-    await after.put('X!layout', '5')
+    assert.equal(await after.get('X!layout'), '5')
+    await after.put('X!layout', '6')
     await after.close()
     await assert.rejects(GraphStore.openLevel(dir), { code: 'DIP_DATA_INVALID' })
     // …and the refused store was closed again: its owner can open it.
     const again = await open(dir)
     await again.close()
+  })
+})
+
+test('leveldb: a layout 4 store (ids as the values of its F! and K! index entries) opens as layout 5 with nothing moved; lists by tag, thread and sender, a ban and an edit work across both forms', async () => {
+  await withTempDir(async (dir) => {
+    const [alice, bob] = [generateKeyPair(), generateKeyPair()]
+    const op = makePost(alice, { localId: 1, tags: ['cats'] })
+    const reply = makePost(bob, { localId: 1, thread: op.idText, updateTime: '2020-01-02T00:00:00Z' })
+    const other = makePost(bob, { localId: 2, tags: ['cats'], updateTime: '2020-01-03T00:00:00Z' })
+    const a = await GraphStore.openLevel(dir)
+    await a.commit([op, reply, other])
+    await a.close()
+    // Layout 5 writes the index entries empty; layout 4 wrote the id there.
+    const raw = new Level<string, string>(dir, { keyEncoding: 'utf8', valueEncoding: 'utf8' })
+    await raw.open()
+    const indexed = await raw.iterator({ gt: 'F!', lt: 'L' }).all()
+    assert.equal(indexed.filter(([k]) => k.startsWith('F!') || k.startsWith('K!')).length, 8, 'the tags, threads and sender keys of 3 posts')
+    assert.ok(indexed.every(([k, v]) => !(k.startsWith('F!') || k.startsWith('K!')) || v === ''))
+    const ids = new Map((await raw.iterator({ gt: 'S!', lt: 'S"' }).all()).map(([k, id]) => [k.slice(2), id]))
+    await raw.batch([
+      { type: 'put', key: 'X!layout', value: '4' },
+      ...indexed.filter(([k]) => k.startsWith('F!') || k.startsWith('K!')).map(([k]) => ({ type: 'put' as const, key: k, value: ids.get(k.slice(-16))! })),
+    ])
+    await raw.close()
+
+    const b = await GraphStore.openLevel(dir)
+    const edited = makePost(bob, { localId: 2, tags: ['cats'], title: 'edited', updateTime: '2030-01-01T00:00:00Z' })
+    assert.deepEqual(await b.commit([edited]), ['stored'])
+    const list = async (over: Partial<Parameters<GraphStore['list']>[0]>) => (await b.list({ model: 'post', facets: [], afterSeq: 0, limit: 1000, ...over })).rows.map((r) => [r.i, r.h])
+    assert.deepEqual(await list({ facets: [{ facet: 'tag', values: ['cats'] }] }), [[op.idText, op.hash], [edited.idText, edited.hash]], 'an old entry and a new one; the replaced version is not listed')
+    assert.deepEqual(await list({ facets: [{ facet: 'thread', values: [op.idText] }] }), [[op.idText, op.hash], [reply.idText, reply.hash]])
+    assert.deepEqual(await list({ allow: new Set([bob.publicKeyHex]) }), [[reply.idText, reply.hash], [edited.idText, edited.hash]])
+    assert.equal(await b.ban(bob.publicKeyHex), 2)
+    assert.deepEqual(await list({}), [[op.idText, op.hash]])
+    await b.close()
+    const after = new Level<string, string>(dir, { keyEncoding: 'utf8', valueEncoding: 'utf8' })
+    await after.open()
+    assert.equal(await after.get('X!layout'), '5')
+    assert.deepEqual(await after.keys({ gt: `K!${bob.publicKeyHex}!`, lt: `K!${bob.publicKeyHex}"` }).all(), [], 'the ban removed the old entries and the new')
+    await after.close()
   })
 })
 
