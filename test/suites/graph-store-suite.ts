@@ -146,6 +146,30 @@ export function runGraphStoreSuite(name: string, open: () => Promise<StoreHandle
     assert.equal(exact.more, false, 'no more when the page ends exactly at the last row')
   })
 
+  withStore('a thread listed page by page: its opening post at its place in store order among replies stored before and after it', async (store) => {
+    const op = makePost(alice, { localId: 100 })
+    const replies = Array.from({ length: 6 }, (_, i) => makePost(bob, { localId: i + 1, thread: op.idText }))
+    await store.commit(replies.slice(0, 3))
+    await store.commit([makePost(alice, { localId: 200, tags: ['elsewhere'] }), op])
+    await store.commit(replies.slice(3))
+    const whole = [...replies.slice(0, 3), op, ...replies.slice(3)].map((p) => p.idText)
+    const thread = [{ facet: 'thread', values: [op.idText] }]
+    assert.deepEqual((await store.list(q({ facets: thread }))).rows.map((r) => r.i), whole)
+    for (let limit = 1; limit <= 8; limit++) {
+      const seen: string[] = []
+      let after = 0
+      for (let round = 0; round < 10; round++) {
+        const page = await store.list(q({ afterSeq: after, limit, facets: thread }))
+        seen.push(...page.rows.map((r) => r.i))
+        assert.equal(page.more, seen.length < whole.length, `limit ${limit}: more iff rows are left`)
+        if (!page.more) break
+        after = page.rows.at(-1)!.s
+      }
+      assert.deepEqual(seen, whole, `limit ${limit}`)
+    }
+    assert.deepEqual((await store.list(q({ facets: thread, deny: new Set([alice.publicKeyHex]) }))).rows.map((r) => r.i), whole.filter((i) => i !== op.idText), 'the opening post is filtered like the rest')
+  })
+
   withStore('wanted: not held or newer than held', async (store) => {
     const old = makePost(alice, { localId: 1, updateTime: '2020-01-01T00:00:00Z' })
     const cur = makePost(alice, { localId: 1, title: 'x', updateTime: '2020-06-01T00:00:00Z' })
