@@ -789,8 +789,8 @@ export class GraphStore {
   }
 
   /** The ids stored at the SEQs that index keys end with ('' where none is: rows() finds nothing for it). */
-  async #idsAt(indexKeys: string[]): Promise<string[]> {
-    const ids = await this.#getMany(indexKeys.map((k) => `S!${k.slice(-16)}`))
+  async #idsAt(keys: string[]): Promise<string[]> {
+    const ids = await this.#getMany(keys.map((k) => `S!${k.slice(-16)}`))
     return ids.map((id) => id ?? '')
   }
 
