@@ -160,6 +160,8 @@ const GET_PARTS = 4
 const partSize = (n: number) => (n < 2 * GET_PART ? n : Math.ceil(n / Math.min(GET_PARTS, Math.floor(n / GET_PART))))
 
 const seqKey = (n: number) => n.toString(16).padStart(16, '0')
+/** The store-order entry of SEQ `n` (its value is the id: commit writes it, versionDeletes drops it). */
+const orderKey = (n: number) => `S!${seqKey(n)}`
 const SEQ_END = 'g' // sorts after every hex digit
 
 /** Which version of an id wins (PROTOCOL.md §4): greater update-time, then greater hash. */
@@ -241,7 +243,7 @@ function edgeKeys(r: Row, legacy = false): string[] {
  * bytes stay in the model log, named by no row.
  */
 function versionDeletes(r: Row): Op[] {
-  return [`U!${r.u}!${r.i}`, `S!${seqKey(r.s)}`, ...indexKeys(r), ...edgeKeys(r, true)].map((key) => ({ type: 'del' as const, key }))
+  return [`U!${r.u}!${r.i}`, orderKey(r.s), ...indexKeys(r), ...edgeKeys(r, true)].map((key) => ({ type: 'del' as const, key }))
 }
 
 /** The tail segment of the model log is compacted on open once it is half dead and at least this large. */
@@ -624,7 +626,7 @@ export class GraphStore {
       }
       // The row lives once, under I!; S! names the id, and the other index entries only the SEQ.
       ops.push({ type: 'put', key: `I!${m.idText}`, value: rowJson(row) })
-      ops.push({ type: 'put', key: `S!${seqKey(row.s)}`, value: m.idText })
+      ops.push({ type: 'put', key: orderKey(row.s), value: m.idText })
       for (const k of indexKeys(row)) ops.push({ type: 'put', key: k, value: '' })
       for (const k of edgeKeys(row)) ops.push({ type: 'put', key: k, value: '' })
       for (const l of m.meta.links) newTargets.add(l.target)
@@ -660,7 +662,7 @@ export class GraphStore {
   async log(afterSeq: number, limit: number): Promise<Row[]> {
     const seqs: number[] = []
     const ids: string[] = []
-    for await (const [key, id] of this.#db.iterator({ gt: `S!${seqKey(afterSeq)}`, lt: `S!${SEQ_END}`, limit })) {
+    for await (const [key, id] of this.#db.iterator({ gt: orderKey(afterSeq), lt: `S!${SEQ_END}`, limit })) {
       seqs.push(parseInt(key.slice(2), 16))
       ids.push(id)
     }
