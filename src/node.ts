@@ -11,7 +11,7 @@ import { getRequestXml, readGetAnswer, type Limits } from './protocol/envelope.j
 import { formatVersion } from './protocol/version.js'
 import type { NodeIdentity } from './trust/identity.js'
 import { checkNodeKey, type Proof, type Rotation } from './trust/chain.js'
-import type { GraphStore, PeerRecord, Row } from './store/graph-store.js'
+import type { GraphStore, PeerRecord } from './store/graph-store.js'
 import { DipClient } from './sync/client.js'
 import type { PeerStatus, Replicator } from './sync/replicator.js'
 import type { Metrics } from './metrics.js'
@@ -84,7 +84,7 @@ export class DipNode {
       for (;;) {
         const page = await store.list({ ...q, afterSeq, limit: 1000 })
         yield page.rows.map((r) => ({ id: r.i, updateTime: r.t, hash: r.h }))
-        const last: Row | undefined = page.rows.at(-1)
+        const last = page.rows.at(-1)
         if (!page.more || !last) return
         afterSeq = last.s
       }

@@ -222,9 +222,11 @@ export interface ListRowOut {
   hash: string
 }
 
+/** idElementXml of an id's text form (`type::key::local-id`), read off it without splitting (a list row and a get's every id). */
 function idXmlFromText(idText: string): string {
-  const [type, key, localId] = idText.split('::') as [string, string, string]
-  return idElementXml({ type: type as 'ed25519', key, localId })
+  const a = idText.indexOf('::')
+  const b = idText.indexOf('::', a + 2)
+  return idElementXml({ type: idText.slice(0, a) as 'ed25519', key: idText.slice(a + 2, b), localId: idText.slice(b + 2) })
 }
 
 export function listXml(rows: ListRowOut[], next: string, more: boolean): string {
