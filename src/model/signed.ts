@@ -35,6 +35,7 @@ export interface StagedModel {
   idText: string
   /** canonical form of <content> */
   content: string
+  /** its UTF-8 bytes, which the signatures sign: a part of `bytes` */
   contentBytes: Buffer
   /** `sha256:<hex>` of the canonical bytes */
   hash: string
@@ -42,6 +43,8 @@ export interface StagedModel {
   signatures: Signature[]
   /** what the node stores and serves: <model> with canonical content and signatures */
   xml: string
+  /** `xml` in UTF-8, as the model log stores it */
+  bytes: Buffer
   /** inline attachment bytes by hash (checked against the signed hash and size by checkAttachments) */
   attachmentData: ReadonlyMap<string, Buffer>
   /** attachment URLs by hash */
@@ -83,8 +86,12 @@ function tryId(content: XmlElement | undefined): GlobalId | undefined {
   return undefined
 }
 
-/** Parses a `<model>` element; untrusted input, never throws. */
-export function stageModel(el: XmlElement, registry: ModelRegistry, limits: ModelLimits): Staged {
+/**
+ * Parses a `<model>` element; untrusted input, never throws. `source`: the
+ * element's source bytes as the parser saw them (Take), copied when the
+ * model is its own source text instead of encoding that again.
+ */
+export function stageModel(el: XmlElement, registry: ModelRegistry, limits: ModelLimits, source?: Uint8Array): Staged {
   if (el.name !== 'model') return reject('DIP_MODEL_INVALID', `expected <model>, got <${el.name}>`)
   const contentEl = firstChild(el, 'content')
   const name = el.attrs.name
@@ -96,8 +103,8 @@ export function stageModel(el: XmlElement, registry: ModelRegistry, limits: Mode
   if (!contentEl) return reject('DIP_MODEL_INVALID', '<content> missing', tryId(contentEl))
 
   const content = canonicalize(contentEl)
-  const contentBytes = Buffer.from(content, 'utf8')
-  if (contentBytes.length > limits.maxContentBytes) return reject('DIP_MODEL_TOO_LARGE', `content is ${contentBytes.length} bytes, over ${limits.maxContentBytes}`, tryId(contentEl))
+  const contentLength = Buffer.byteLength(content)
+  if (contentLength > limits.maxContentBytes) return reject('DIP_MODEL_TOO_LARGE', `content is ${contentLength} bytes, over ${limits.maxContentBytes}`, tryId(contentEl))
   const parsed = def.fromContent(contentEl)
   if (!parsed.ok) {
     const code = parsed.error.code === 'DIP_ID_INVALID' ? 'DIP_ID_INVALID' : 'DIP_MODEL_INVALID'
@@ -142,6 +149,11 @@ export function stageModel(el: XmlElement, registry: ModelRegistry, limits: Mode
   const version = el.attrs.version!
   // What the node stores and serves; a model that arrived in exactly that form (a dipd peer's) is its own source text.
   const asServed = el.src !== undefined && el.children.length === 2 && el.children[0] === contentEl && el.children[1] === sigsEl && sigsEl !== undefined && sigsEl.children.length === signatures.length && Object.keys(el.attrs).length === 2
+  const xml = asServed ? el.src! : `<model name="${escapeAttr(def.name)}" version="${version}">${content}<signatures>${sigXml}</signatures></model>`
+  // Encoded once (or copied from the source bytes): the content's bytes are the part after the start tag, whose first '>' ends it.
+  const bytes = asServed && source !== undefined && source[0] === 0x3c && source[source.length - 1] === 0x3e ? Buffer.from(source) : Buffer.from(xml, 'utf8')
+  const at = bytes.indexOf(0x3e) + 1
+  const contentBytes = bytes[at] === 0x3c && bytes[at + contentLength] === 0x3c ? bytes.subarray(at, at + contentLength) : Buffer.from(content, 'utf8')
   return {
     ok: true,
     value: {
@@ -155,7 +167,8 @@ export function stageModel(el: XmlElement, registry: ModelRegistry, limits: Mode
       hash: ['sha256:', digest('sha256', contentBytes, 'hex')].join(''),
       meta,
       signatures,
-      xml: asServed ? el.src! : `<model name="${escapeAttr(def.name)}" version="${version}">${content}<signatures>${sigXml}</signatures></model>`,
+      xml,
+      bytes,
       attachmentData: attachmentData ?? NONE,
       attachmentRefs: attachmentRefs ?? NONE,
     },

@@ -143,9 +143,53 @@ const isWs = (c: number) => c === 0x20 || c === 0x0a || c === 0x09 || c === 0x0d
 /**
  * Asked of every element as it closes, with its parent and depth (the root
  * is 1): true takes it out of the tree (the caller has used it), so that a
- * large answer's parts can be handled and dropped one at a time.
+ * large answer's parts can be handled and dropped one at a time. `source`
+ * gives, while the element is offered, its source bytes (see ElementSource).
  */
-export type Take = (el: XmlElement, parent: XmlElement, depth: number) => boolean
+export type Take = (el: XmlElement, parent: XmlElement, depth: number, source: ElementSource) => boolean
+
+/**
+ * The source bytes of the element offered to a Take, one object per parse.
+ * bytes(): the element's source (`src`) as it stands in a document given as
+ * bytes, a view into them (no encoding again); undefined for an element
+ * without `src`, a document given as a string or whose line ends were
+ * normalised, or an element that starts before the last one asked for
+ * (asked in document order, each costs only the bytes since that one).
+ */
+export class ElementSource {
+  readonly #input: Uint8Array | undefined
+  #s = ''
+  #start = 0
+  #src: string | undefined
+  /** the last source asked for ended at character `#pos`, byte `#byte` */
+  #pos = 0
+  #byte: number
+
+  /** `input` holds the document's text from byte `base` on (undefined: the text is not the bytes'). */
+  constructor(input: Uint8Array | undefined, base = 0) {
+    this.#input = input
+    this.#byte = base
+  }
+
+  /** The element being offered: its source `src`, which starts at character `start` of `s`. */
+  offer(s: string, start: number, src: string | undefined): void {
+    this.#s = s
+    this.#start = start
+    this.#src = src
+  }
+
+  bytes(): Uint8Array | undefined {
+    const src = this.#src
+    if (this.#input === undefined || src === undefined || this.#start < this.#pos) return undefined
+    const from = this.#byte + (this.#start === this.#pos ? 0 : Buffer.byteLength(this.#s.slice(this.#pos, this.#start)))
+    const to = from + Buffer.byteLength(src)
+    this.#pos = this.#start + src.length
+    this.#byte = to
+    return this.#input.subarray(from, to)
+  }
+}
+
+const NO_SOURCE = new ElementSource(undefined)
 
 /** Element and attribute names seen last, by first character and length (see readName). */
 const names: (string | undefined)[] = new Array(128 * 25)
@@ -192,10 +236,11 @@ function addText(stack: XmlElement[], flags: number[], text: string): void {
   addChild(stack[stack.length - 1]!, text)
 }
 
-/** Offers a closed element to `take`; a taken one is its parent's last child, and the parent no longer holds its source. */
-function offer(take: Take, stack: XmlElement[], flags: number[], el: XmlElement): void {
+/** Offers a closed element (which starts at `start`) to `take`; a taken one is its parent's last child, and the parent no longer holds its source. */
+function offer(take: Take, stack: XmlElement[], flags: number[], el: XmlElement, source: ElementSource, s: string, start: number): void {
   const parent = stack[stack.length - 1]!
-  if (take(el, parent, stack.length + 1)) {
+  source.offer(s, start, el.src)
+  if (take(el, parent, stack.length + 1, source)) {
     parent.children.pop()
     notCanonical(flags)
   }
@@ -204,7 +249,7 @@ function offer(take: Take, stack: XmlElement[], flags: number[], el: XmlElement)
 // parseDocument makes no closures: the optimised code of a closure made per
 // call was compiled again and again, and calls to it deoptimised the parser.
 /** The tree of a document whose characters are already checked and whose line ends are normalised. */
-function parseDocument(s: string, take: Take | undefined): XmlElement {
+function parseDocument(s: string, take: Take | undefined, source: ElementSource): XmlElement {
   const n = s.length
   const stack: XmlElement[] = []
   // Per open element: where its start tag begins, and CANON | HAS_EL | WS_RUN.
@@ -255,7 +300,7 @@ function parseDocument(s: string, take: Take | undefined): XmlElement {
       // Canonical: tight end tag, not <a></a> (that is <a/>), no white-space-only run beside child elements.
       if (f & CANON && j === tight && open!.children.length > 0 && (f & (HAS_EL | WS_RUN)) !== (HAS_EL | WS_RUN)) open!.src = s.slice(start, i)
       else if (flags.length > 0) notCanonical(flags)
-      if (take && stack.length > 0) offer(take, stack, flags, open!)
+      if (take && stack.length > 0) offer(take, stack, flags, open!, source, s, start)
     } else if (c === 0x21) {
       if (s.startsWith('<!--', i)) {
         const e = s.indexOf('-->', i + 4)
@@ -348,7 +393,7 @@ function parseDocument(s: string, take: Take | undefined): XmlElement {
       } else {
         if (canon) el.src = s.slice(i, j)
         else if (flags.length > 0) notCanonical(flags)
-        if (take && stack.length > 0) offer(take, stack, flags, el)
+        if (take && stack.length > 0) offer(take, stack, flags, el, source, s, i)
       }
       i = j
     }
@@ -361,26 +406,33 @@ function parseDocument(s: string, take: Take | undefined): XmlElement {
 /** Parses one DIP XML document (bytes or an already decoded string); `take` may take elements out as they close. */
 export function parseXml(input: Uint8Array | string, take?: Take): Result<XmlElement> {
   let text: string
+  // Where the text starts in the bytes (after a BOM and the declaration); -1 once it no longer maps onto them.
+  let base = -1
   if (typeof input === 'string') {
     text = input.charCodeAt(0) === 0xfeff ? input.slice(1) : input
   } else {
     try {
       text = decoder.decode(input) // strips a BOM
+      base = input[0] === 0xef && input[1] === 0xbb && input[2] === 0xbf ? 3 : 0
     } catch (cause) {
       return fail('DIP_XML_INVALID', 'the body is not valid UTF-8', cause)
     }
   }
   if (BAD_CHAR_RE.test(text)) return fail('DIP_XML_INVALID', 'the body holds a character XML 1.0 does not allow')
-  if (text.indexOf('\r') !== -1) text = text.replace(/\r\n?/g, '\n')
+  if (text.indexOf('\r') !== -1) {
+    text = text.replace(/\r\n?/g, '\n')
+    base = -1
+  }
   // The declaration is `<?xml` + white space; `<?xml-stylesheet …?>` is a processing instruction.
   if (/^<\?xml[ \t\n]/.test(text)) {
     const m = DECL_RE.exec(text)
     if (!m) return fail('DIP_XML_INVALID', 'malformed XML declaration')
     if (m[3] !== undefined && m[3].toLowerCase() !== 'utf-8') return fail('DIP_XML_INVALID', `encoding ${m[3]} is not UTF-8`)
     text = text.slice(m[0].length)
+    if (base !== -1) base += m[0].length // the declaration is ASCII
   }
   try {
-    return ok(parseDocument(text, take))
+    return ok(parseDocument(text, take, take && base !== -1 ? new ElementSource(input as Uint8Array, base) : NO_SOURCE))
   } catch (cause) {
     if (cause instanceof SyntaxErr) return fail('DIP_XML_INVALID', `not well-formed XML: ${cause.message}`)
     throw cause

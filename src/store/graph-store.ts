@@ -360,7 +360,7 @@ async function moveRows(db: Db, log: ModelLog, pick: (r: Row) => boolean, read: 
       rows.forEach((r, n) => {
         const b = bytes[n]
         if (b === undefined) return void left.push(r)
-        r.p = log.add(b.toString())
+        r.p = log.add(typeof b === 'string' ? Buffer.from(b) : b)
         ops.push({ type: 'put', key: `I!${r.i}`, value: rowJson(r) }, ...also(r))
       })
       await log.flush()
@@ -662,7 +662,7 @@ export class GraphStore {
         u: m.meta.updateTimeKey,
         t: m.meta.updateTime,
         k: m.id.key,
-        p: this.#log.add(m.xml),
+        p: this.#log.add(m.bytes),
         f: m.meta.facets,
         l: m.meta.links.map((l: Link) => `${l.kind}\0${l.target}`),
         ...(origin === undefined ? {} : { o: origin }),

@@ -32,8 +32,8 @@ export type Place = [segment: number, offset: number, length: number]
 
 /** What the store needs of a model log (on disk, or the in-memory twin). */
 export interface ModelLog {
-  /** Places `xml` after everything placed so far; its bytes are written by the next flush. */
-  add(xml: string): Place
+  /** Places a model's bytes after everything placed so far; they are written by the next flush (kept till then, not copied). */
+  add(bytes: Buffer): Place
   /** Writes and syncs every model added since the last flush. */
   flush(): Promise<void>
   /** The bytes at each place, in order; undefined for no place or bytes scrubbed. */
@@ -143,9 +143,7 @@ export class FileModelLog implements SegmentedLog {
     return h
   }
 
-  add(xml: string): Place {
-    // Encoded here, once: its length is known without a second pass over the string.
-    const bytes = Buffer.from(xml)
+  add(bytes: Buffer): Place {
     const len = bytes.length
     if (this.#end > 0 && this.#end + len > this.#segmentMax) {
       this.#tail++
@@ -240,11 +238,11 @@ export class MemoryModelLog implements ModelLog {
   /** each flush's bytes and the offset they start at (one segment, 1) */
   readonly #chunks: { off: number; bytes: Buffer }[] = []
   #end = 0
-  #pending: string[] = []
+  #pending: Buffer[] = []
 
-  add(xml: string): Place {
-    const len = Buffer.byteLength(xml)
-    this.#pending.push(xml)
+  add(bytes: Buffer): Place {
+    const len = bytes.length
+    this.#pending.push(bytes)
     const place: Place = [1, this.#end, len]
     this.#end += len
     return place
@@ -252,7 +250,7 @@ export class MemoryModelLog implements ModelLog {
 
   async flush(): Promise<void> {
     if (this.#pending.length === 0) return
-    const bytes = Buffer.from(this.#pending.join(''))
+    const bytes = Buffer.concat(this.#pending)
     this.#pending = []
     this.#chunks.push({ off: this.#end - bytes.length, bytes })
   }

@@ -19,7 +19,7 @@ import PQueue from 'p-queue'
 import { DipError } from '../errors.js'
 import { commonFilterXml, getRequestXml, listRequestXml, readGetAnswer, readListAnswer, type Limits, type ListRowIn } from '../protocol/envelope.js'
 import { stageModel, type StagedModel } from '../model/signed.js'
-import { detached, type XmlElement } from '../protocol/xml.js'
+import { detached, type ElementSource, type XmlElement } from '../protocol/xml.js'
 import type { FacetFilter } from '../model/types.js'
 import type { ModelRegistry } from '../model/registry.js'
 import type { GraphStore } from '../store/graph-store.js'
@@ -274,9 +274,9 @@ export async function pull(deps: PullDeps, options: PullOptions): Promise<PullSu
     const staged: StagedModel[] = []
     const got = new Set<string>()
     const rejected: Record<string, number> = {}
-    const consider = (el: XmlElement) => {
+    const consider = (el: XmlElement, source?: Uint8Array) => {
       const t = performance.now()
-      const st = stageModel(el, deps.registry, deps.limits)
+      const st = stageModel(el, deps.registry, deps.limits, source)
       stages.stageMs += performance.now() - t
       // A peer may answer anything; take only what was asked, once.
       const code = !st.ok ? st.rejection.code : !asked.has(st.value.idText) || got.has(st.value.idText) ? 'DIP_REFUSED' : undefined
@@ -290,9 +290,9 @@ export async function pull(deps: PullDeps, options: PullOptions): Promise<PullSu
     // (a whole answer's trees would outlive the young generation). They count
     // only if the answer turns out signed and successful.
     let models: XmlElement | undefined
-    const take = (el: XmlElement, parent: XmlElement, depth: number) => {
+    const take = (el: XmlElement, parent: XmlElement, depth: number, source: ElementSource) => {
       if (depth !== 3 || el.name !== 'model' || parent.name !== 'models' || (models ??= parent) !== parent) return false
-      consider(el)
+      consider(el, source.bytes())
       return true
     }
     const t0 = performance.now()

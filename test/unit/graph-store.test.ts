@@ -108,7 +108,7 @@ test('leveldb: a store of an older key layout (model bytes under M!<hash> or V!<
     for await (const [k, json] of raw.iterator({ gt: 'I!', lt: 'I"' })) {
       const { p: _, ...row } = JSON.parse(json) as { s: number; h: string; p: unknown }
       const xml = xmlOf.get(k.slice(2))!
-      if (n < 200) ops.push({ type: 'put', key: k, value: JSON.stringify({ ...row, p: log.add(xml) }) })
+      if (n < 200) ops.push({ type: 'put', key: k, value: JSON.stringify({ ...row, p: log.add(Buffer.from(xml)) }) })
       else {
         ops.push({ type: 'put', key: k, value: JSON.stringify(row) })
         if (n < 500) await values.put(`V!${seqKey(row.s)}`, xml)

@@ -10,7 +10,7 @@ const text = (bufs: (Buffer | undefined)[]) => bufs.map((b) => b?.toString())
 
 async function roundTrip(log: ModelLog): Promise<void> {
   const xml = models(50)
-  const places = xml.map((x) => log.add(x))
+  const places = xml.map((x) => log.add(Buffer.from(x)))
   assert.deepEqual(
     places.map((p) => p[2]),
     xml.map((x) => Buffer.byteLength(x)),
@@ -48,7 +48,7 @@ test('model log, files: a full segment is closed and the next one begun; a reope
     const max = 300
     const first = models(20)
     let log = await FileModelLog.open(path, max)
-    const places: Place[] = first.map((x) => log.add(x))
+    const places: Place[] = first.map((x) => log.add(Buffer.from(x)))
     await log.flush()
     const segs = new Set(places.map((p) => p[0]))
     assert.ok(segs.size >= 3, `20 models over segments of ${max} bytes: ${segs.size} segments`)
@@ -56,7 +56,7 @@ test('model log, files: a full segment is closed and the next one begun; a reope
     await log.close()
     log = await FileModelLog.open(path, max)
     const more = models(5, 20)
-    const morePlaces = more.map((x) => log.add(x))
+    const morePlaces = more.map((x) => log.add(Buffer.from(x)))
     await log.flush()
     assert.ok(morePlaces[0]![0] >= Math.max(...segs), 'a reopened log goes on in its last segment')
     assert.deepEqual(text(await log.read([...places, ...morePlaces])), [...first, ...more])
@@ -68,7 +68,7 @@ test('model log, files: bytes a row names but the segment lacks, or a missing se
   await withTempDir(async (dir) => {
     const path = join(dir, 'models')
     const log = await FileModelLog.open(path)
-    const p = log.add('<model>whole</model>')
+    const p = log.add(Buffer.from('<model>whole</model>'))
     await log.flush()
     await truncate(join(path, '00000001.log'), 5)
     await assert.rejects(log.read([p]), { code: 'DIP_DATA_INVALID' })

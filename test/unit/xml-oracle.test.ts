@@ -172,6 +172,49 @@ test('canonical spans: fixtures and hand-picked spellings', () => {
   }
 })
 
+test('take: an element found canonical comes with its source bytes, a view into the document given as bytes (after a BOM and the declaration); none for a string, or once line ends were normalised', () => {
+  fc.assert(
+    fc.property(fc.array(tree, { minLength: 1, maxLength: 4 }), fc.boolean(), fc.boolean(), fc.constantFrom('', ' ', '\n'), (els, bom, decl, sep) => {
+      const doc = `${decl ? '<?xml version="1.0" encoding="UTF-8"?>' : ''}<r>${sep}${els.map((e) => canonicalize(e)).join(sep)}${sep}</r>`
+      const bytes = Buffer.concat([bom ? Buffer.from([0xef, 0xbb, 0xbf]) : Buffer.alloc(0), Buffer.from(doc, 'utf8')])
+      let n = 0
+      const parsed = parseXml(bytes, (el, _parent, depth, source) => {
+        if (depth !== 2) return false
+        const b = source.bytes()
+        if (el.src === undefined || doc.includes('\r')) assert.equal(b, undefined)
+        else {
+          assert.ok(b !== undefined && b.buffer === bytes.buffer, 'a view into the document')
+          assert.deepEqual(Buffer.from(b), Buffer.from(el.src, 'utf8'))
+          n++
+        }
+        return true
+      })
+      assert.ok(parsed.ok)
+      // Every element of `els` is canonical: each comes with its bytes, unless a CR was normalised.
+      assert.equal(n, doc.includes('\r') ? 0 : els.length)
+    }),
+    { numRuns: 300 },
+  )
+  const sources = (input: string | Uint8Array) => {
+    const out: (string | undefined)[] = []
+    assert.ok(
+      parseXml(input, (_el, _p, depth, source) => {
+        if (depth === 2) {
+          const b = source.bytes()
+          out.push(b && Buffer.from(b).toString())
+        }
+        return false
+      }).ok,
+    )
+    return out
+  }
+  const doc = '<r><a x="é">𝄞 naïve</a><b>x</b>\n<c/></r>'
+  assert.deepEqual(sources(Buffer.from(doc)), ['<a x="é">𝄞 naïve</a>', '<b>x</b>', '<c/>'])
+  assert.deepEqual(sources(doc), [undefined, undefined, undefined], 'a string has no bytes')
+  assert.deepEqual(sources(Buffer.from(doc.replace('\n', '\r\n'))), [undefined, undefined, undefined], 'CR LF became LF: the text no longer maps onto the bytes')
+  assert.deepEqual(sources(Buffer.from('<r><a b="2" a="1"/><b>x</b></r>')), [undefined, '<b>x</b>'], 'an element not in canonical form has no source')
+})
+
 test('take: elements taken as they close leave the tree, the rest is the same tree; refusals are the same', () => {
   const doc = '<response><status>success</status><models><model n="1"><x/></model><model n="2"/><other/></models><models><model n="3"/></models></response>'
   const seen: [string, string, number][] = []
