@@ -5,7 +5,6 @@
 // into envelopes by the one error handler in app.ts.
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { DipError, type Result } from '../errors.js'
-import { formatId } from '../protocol/id.js'
 import { listXml, parsePing, parseRequest, putXml, REQUEST_TYPES, RESPONSE_PREFIX, type Limits, type PutRow, type RequestType, type Speaks, type ListRequest, type GetRequest, type PutRequest } from '../protocol/envelope.js'
 import { parseXml } from '../protocol/xml.js'
 import { stageModel, type StagedModel } from '../model/signed.js'
@@ -70,7 +69,7 @@ export function registerSyncRoutes(app: FastifyInstance, deps: SyncDeps): void {
   const GET_HEAD = Buffer.from('<response><status>success</status><models>')
   const GET_TAIL = Buffer.from('</models></response>')
   async function get(req: GetRequest): Promise<Buffer> {
-    const ids = req.ids.map(formatId)
+    const ids = req.ids
     let found = await store.getModelBytes(ids)
     if (deps.fetchOnMiss && found.length < ids.length) {
       const held = new Set(found.map((f) => f.row.i))

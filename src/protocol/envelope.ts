@@ -62,7 +62,8 @@ export interface GetRequest {
   version: Version
   modelName: string
   modelVersion: Version
-  ids: GlobalId[]
+  /** the asked ids in text form (formatId), each once */
+  ids: string[]
 }
 
 export interface PutRequest {
@@ -135,12 +136,12 @@ export function parseRequest(root: XmlElement, type: RequestType, speaks: Speaks
     const idEls = childrenNamed(model!, 'id')
     if (idEls.length > limits.maxIdsPerGet) return err('DIP_REQUEST_TOO_LARGE', `at most ${limits.maxIdsPerGet} ids per get`)
     const seen = new Set<string>()
-    const ids: GlobalId[] = []
+    const ids: string[] = []
     for (const el of idEls) {
       const id = parseIdElement(el)
       if (!id.ok) return id
       const t = formatId(id.value)
-      if (!seen.has(t)) ids.push(id.value) // each id once (PROTOCOL.md §7)
+      if (!seen.has(t)) ids.push(t) // each id once (PROTOCOL.md §7)
       seen.add(t)
     }
     return ok({ type, version: version.value, modelName: header.value.name, modelVersion: header.value.version, ids })
