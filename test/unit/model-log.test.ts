@@ -42,6 +42,21 @@ test('model log, files: bytes read back as added, in any order; scrubbed ones ar
   })
 })
 
+test('model log, files: reads of scattered places in flight are finished before close() closes the segments, and read what was written', async () => {
+  await withTempDir(async (dir) => {
+    const log = await FileModelLog.open(join(dir, 'models'), 4096)
+    const xml = models(400)
+    const places = xml.map((x) => log.add(Buffer.from(x)))
+    await log.flush()
+    assert.ok(new Set(places.map((p) => p[0])).size > 3, 'several segments')
+    // Every other place: no two adjacent, so each is a read of its own.
+    const picked = places.map((_, n) => n).filter((n) => n % 2 === 1).reverse()
+    const reads = [1, 2, 3].map(() => log.read(picked.map((n) => places[n])))
+    await log.close()
+    for (const r of await Promise.all(reads)) assert.deepEqual(text(r), picked.map((n) => xml[n]))
+  })
+})
+
 test('model log, files: a full segment is closed and the next one begun; a reopen appends to the last, and every place reads back', async () => {
   await withTempDir(async (dir) => {
     const path = join(dir, 'models')
