@@ -10,12 +10,14 @@ import { argValue, cleanup, type Bench } from './lib.js'
 import { pullBench } from './pull.js'
 import { pullStagesBench } from './pull-stages.js'
 import { pushBench } from './push.js'
+import { replayBench } from './replay.js'
 
 /** In order; `byDefault: false` ones run only when named with --only, or with --all. */
 export const BENCHES: (Bench & { byDefault: boolean })[] = [
   { ...pullBench, byDefault: true },
   { ...pullStagesBench, byDefault: false },
   { ...pushBench, byDefault: true },
+  { ...replayBench, byDefault: false },
 ]
 
 export async function main(args: string[]): Promise<number> {
