@@ -12,33 +12,17 @@
 // pulls interleaved (ABBA…); default this build. `--runs R` per build (3),
 // `--n N` (100,000). Not run by default (`--only replay`).
 import { createHash } from 'node:crypto'
-import { readdirSync, readFileSync } from 'node:fs'
 import { createServer } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { join, resolve } from 'node:path'
 import { request } from 'undici'
-import { argInt, argValue, CLI_JS, fmt, round, settle, startDaemonChild, stopChild, tempDir, type Bench } from './lib.js'
+import { argInt, argValue, CLI_JS, cpuDelta, fmt, round, settle, startDaemonChild, stopChild, tempDir, threadCpu, type Bench } from './lib.js'
 import { seed } from './pull.js'
 
 interface Cached {
   status: number
   headers: Record<string, string | string[]>
   body: Buffer
-}
-
-/** CPU ms of each thread of a process, by thread id. */
-function threadMs(pid: number): Map<string, number> {
-  const out = new Map<string, number>()
-  for (const t of readdirSync(`/proc/${pid}/task`)) {
-    try {
-      const st = readFileSync(`/proc/${pid}/task/${t}/stat`, 'utf8')
-      const f = st.slice(st.lastIndexOf(')') + 2).split(' ')
-      out.set(t, (Number(f[11]) + Number(f[12])) * 10)
-    } catch {
-      /* the thread ended */
-    }
-  }
-  return out
 }
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!
@@ -84,21 +68,17 @@ export async function runReplay(args: string[]): Promise<Record<string, unknown>
     const b = await startDaemonChild(join(dir, `b${nth++}`), { cli })
     try {
       await settle([b.pid, a.pid])
-      const before = threadMs(b.pid)
+      const before = threadCpu(b.pid)
       const t0 = performance.now()
       const r = await request(`${b.url}/api/local/pull`, { method: 'POST', headers: { authorization: `Bearer ${b.token}`, 'content-type': 'application/json' }, body: JSON.stringify({ from: url, filter: {} }), headersTimeout: 600_000, bodyTimeout: 600_000 })
       const text = await r.body.text()
       const ms = performance.now() - t0
-      const after = threadMs(b.pid)
+      const used = cpuDelta(before, threadCpu(b.pid))
       const summary = (JSON.parse(text.trim().split('\n').at(-1)!) as { summary?: { stored: number } }).summary
       if (summary?.stored !== n) throw new Error(`replay: a pull stored ${summary?.stored} of ${n}`)
-      let main = 0
+      const main = used.main ?? 0
       let other = 0
-      for (const [t, v] of after) {
-        const d = v - (before.get(t) ?? 0)
-        if (t === String(b.pid)) main += d
-        else other += d
-      }
+      for (const [kind, ms] of Object.entries(used)) if (kind !== 'main') other += ms
       return { postsPerS: round((n / ms) * 1000), mainUs: round((main * 1000) / n, 1), otherUs: round((other * 1000) / n, 1) }
     } finally {
       await stopChild(b.child)

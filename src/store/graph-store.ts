@@ -200,25 +200,17 @@ export type ServedRow = Pick<Row, 'i' | 's' | 'n' | 'p' | 'l'>
 const NO_LINKS: string[] = []
 
 /**
- * SEQ, model name and place read off a row's JSON of id `id`, for a row that
- * links no attachment; undefined when the JSON is not exactly in the form
- * commit writes (the caller parses it then). The hash holds no quote, so the
- * first `,"s":` ends the hash.
+ * SEQ, model name and place read off a row's JSON of id `id` (rowHead), for
+ * a row that links no attachment; undefined when the JSON is not exactly in
+ * the form commit writes (the caller parses it then).
  */
 export function servedRow(id: string, json: string): ServedRow | undefined {
-  if (!json.startsWith('{"h":"') || json.indexOf('"attachment\\u0000') !== -1) return undefined
-  const s = json.indexOf('","s":', 6)
-  const n = json.indexOf(',"n":"', s + 6)
-  if (s === -1 || n === -1) return undefined
-  const seq = json.slice(s + 6, n)
-  const end = json.indexOf('"', n + 6)
-  const name = end === -1 ? '' : json.slice(n + 6, end)
-  // A name with a JSON escape in it (never one of the registry's) is left to JSON.parse.
-  if (!/^[1-9][0-9]{0,15}$/.test(seq) || name === '' || name.indexOf('\\') !== -1 || !json.startsWith(',"p":[', end + 1)) return undefined
-  const close = json.indexOf(']', end + 7)
-  const place = json.slice(end + 7, close).split(',').map(Number)
-  if (close === -1 || place.length !== 3 || !place.every(Number.isSafeInteger)) return undefined
-  return { i: id, s: Number(seq), n: name, p: place as Place, l: NO_LINKS }
+  if (json.indexOf('"attachment\\u0000') !== -1) return undefined
+  const head = rowHead(json)
+  if (head === undefined) return undefined
+  const place = json.slice(head.pAt, head.pEnd).split(',').map(Number)
+  if (place.length !== 3 || !place.every(Number.isSafeInteger)) return undefined
+  return { i: id, s: head.s, n: head.n, p: place as Place, l: NO_LINKS }
 }
 
 /** A JSON string value at `at` (its opening quote) that holds no escape; undefined otherwise. */
@@ -230,34 +222,51 @@ function plainJsonString(json: string, at: number): string | undefined {
 }
 
 /**
- * What a list shows of a row (ListRow), read off its JSON as commit writes
- * it: {"h":…,"s":…,"n":…,"p":[…],"v":…,"u":…,"t":…, then facets and links,
- * which a list without facet filters does not read. Parsing each row whole
- * was a tenth of a list page's CPU. Undefined for JSON in another form (the
- * caller parses it then).
+ * The head of a row's JSON as commit writes it, {"h":…,"s":…,"n":…,"p":[…]:
+ * hash, SEQ, model name, and where the place's numbers stand (pAt to pEnd,
+ * its closing bracket); undefined for JSON in another form, or a value with
+ * an escape in it (a name with one is never the registry's: JSON.parse reads it).
  */
-export function listRow(id: string, json: string): ListRow | undefined {
+function rowHead(json: string): { h: string; s: number; n: string; pAt: number; pEnd: number } | undefined {
   if (!json.startsWith('{"h":')) return undefined
   const h = plainJsonString(json, 5)
-  if (h === undefined || !json.startsWith(',"s":', 6 + h.length + 1)) return undefined
-  const sAt = 6 + h.length + 6
+  if (h === undefined || !json.startsWith(',"s":', h.length + 7)) return undefined
+  const sAt = h.length + 12
   const sEnd = json.indexOf(',"n":', sAt)
   const seq = sEnd === -1 ? '' : json.slice(sAt, sEnd)
   if (!/^[1-9][0-9]{0,15}$/.test(seq)) return undefined
   const n = plainJsonString(json, sEnd + 5)
-  if (n === undefined || !json.startsWith(',"p":[', sEnd + 5 + n.length + 2)) return undefined
-  const pEnd = json.indexOf(']', sEnd + 5 + n.length + 8)
-  if (pEnd === -1 || !json.startsWith(',"v":', pEnd + 1)) return undefined
-  const v = plainJsonString(json, pEnd + 6)
-  const uAt = pEnd + 6 + (v?.length ?? 0) + 2
+  if (n === undefined || n === '' || !json.startsWith(',"p":[', sEnd + n.length + 7)) return undefined
+  const pAt = sEnd + n.length + 13
+  const pEnd = json.indexOf(']', pAt)
+  return pEnd === -1 ? undefined : { h, s: Number(seq), n, pAt, pEnd }
+}
+
+/**
+ * What a list shows of a row (ListRow), read off its JSON as commit writes
+ * it: rowHead, then "v", "u" and "t", then facets and links, which a list
+ * without facet filters does not read. Parsing each row whole was a tenth
+ * of a list page's CPU. Undefined for JSON in another form (the caller
+ * parses it then).
+ */
+export function listRow(id: string, json: string): ListRow | undefined {
+  const head = rowHead(json)
+  if (head === undefined || !json.startsWith(',"v":', head.pEnd + 1)) return undefined
+  const v = plainJsonString(json, head.pEnd + 6)
+  const uAt = head.pEnd + 6 + (v?.length ?? 0) + 2
   if (v === undefined || !json.startsWith(',"u":', uAt)) return undefined
   const u = plainJsonString(json, uAt + 5)
   const tAt = uAt + 5 + (u?.length ?? 0) + 2
   if (u === undefined || !json.startsWith(',"t":', tAt)) return undefined
   const t = plainJsonString(json, tAt + 5)
   if (t === undefined || !json.startsWith(',"f":', tAt + 5 + t.length + 2)) return undefined
-  return { i: id, h, s: Number(seq), n, v, u, t, k: senderKey(id) }
+  return { i: id, h: head.h, s: head.s, n: head.n, v, u, t, k: senderKey(id) }
 }
+
+/** A row as a get answer needs it (servedRow), else parsed whole. */
+const servedOrWhole = (id: string, json: string): ServedRow => servedRow(id, json) ?? parseRow(id, json)
+/** A row as a list needs it (listRow), else parsed whole. */
+const listedOrWhole = (id: string, json: string): ListRow => listRow(id, json) ?? parseRow(id, json)
 
 /** The key in a global id's text (`type::key::local-id`). */
 function senderKey(id: string): string {
@@ -732,13 +741,18 @@ export class GraphStore {
   }
 
   /** Current rows of ids (undefined where not held). */
-  async rows(ids: string[]): Promise<(Row | undefined)[]> {
+  rows(ids: string[]): Promise<(Row | undefined)[]> {
+    return this.#readRows(ids, parseRow)
+  }
+
+  /** What `read` makes of the current rows' JSON of ids (undefined where not held). */
+  async #readRows<R>(ids: string[], read: (id: string, json: string) => R): Promise<(R | undefined)[]> {
     const keys = new Array<string>(ids.length)
     for (let n = 0; n < ids.length; n++) keys[n] = `I!${ids[n]}`
     const json = await this.#getMany(keys)
-    const rows = new Array<Row | undefined>(ids.length)
-    for (let n = 0; n < ids.length; n++) rows[n] = json[n] === undefined ? undefined : parseRow(ids[n]!, json[n]!)
-    return rows
+    const out = new Array<R | undefined>(ids.length)
+    for (let n = 0; n < ids.length; n++) out[n] = json[n] === undefined ? undefined : read(ids[n]!, json[n]!)
+    return out
   }
 
   /**
@@ -770,9 +784,8 @@ export class GraphStore {
    * case servedModelXml needs its links) or a row in another form. Parsing
    * every row whole was a twentieth of a 1,000-id get.
    */
-  async #servedRows(ids: string[]): Promise<(ServedRow | undefined)[]> {
-    const json = await this.#getMany(ids.map((i) => `I!${i}`))
-    return json.map((j, n) => (j === undefined ? undefined : (servedRow(ids[n]!, j) ?? parseRow(ids[n]!, j))))
+  #servedRows(ids: string[]): Promise<(ServedRow | undefined)[]> {
+    return this.#readRows(ids, servedOrWhole)
   }
 
   async #current<R extends Pick<Row, 'p'>>(ids: string[], read: (ids: string[]) => Promise<(R | undefined)[]>): Promise<{ row: R; xml: Buffer }[]> {
@@ -840,16 +853,8 @@ export class GraphStore {
   }
 
   /** The current rows of ids for a list page: ListRows read off their JSON, or (`whole`) rows parsed whole. */
-  async #listRows(ids: string[], whole: boolean): Promise<(ListRow | Row | undefined)[]> {
-    const keys = new Array<string>(ids.length)
-    for (let n = 0; n < ids.length; n++) keys[n] = `I!${ids[n]}`
-    const json = await this.#getMany(keys)
-    const out = new Array<ListRow | Row | undefined>(ids.length)
-    for (let n = 0; n < ids.length; n++) {
-      const j = json[n]
-      out[n] = j === undefined ? undefined : ((whole ? undefined : listRow(ids[n]!, j)) ?? parseRow(ids[n]!, j))
-    }
-    return out
+  #listRows(ids: string[], whole: boolean): Promise<(ListRow | Row | undefined)[]> {
+    return whole ? this.#readRows(ids, parseRow) : this.#readRows(ids, listedOrWhole)
   }
 
   /** The ids stored at the SEQs that index keys end with ('' where none is: rows() finds nothing for it). */
