@@ -115,9 +115,10 @@ export async function stopChild(c: ChildProcess, graceMs = 5000): Promise<void> 
   children.delete(c)
 }
 
-/** `dipd serve --data DIR --port 0` as a child (`cli`: another build's dist/src/cli/main.js); resolves once DIR/daemon.json names this child. */
-export async function startDaemonChild(dataDir: string, opts: { nodeArgs?: string[]; timeoutMs?: number; cli?: string } = {}): Promise<Daemon> {
+/** `dipd serve --data DIR --port 0` as a child (`cli`: another build's dist/src/cli/main.js; `env`: added to this process's environment); resolves once DIR/daemon.json names this child. */
+export async function startDaemonChild(dataDir: string, opts: { nodeArgs?: string[]; timeoutMs?: number; cli?: string; env?: Record<string, string> } = {}): Promise<Daemon> {
   const child = spawn(process.execPath, [...(opts.nodeArgs ?? []), opts.cli ?? CLI_JS, 'serve', '--data', dataDir, '--port', '0', '--host', '127.0.0.1'], {
+    ...(opts.env ? { env: { ...process.env, ...opts.env } } : {}),
     // DIPD_BENCH_CHILD_STDOUT=1 passes the children's stdout through (with --node-args-b "--trace-gc", say).
     stdio: ['ignore', process.env.DIPD_BENCH_CHILD_STDOUT === '1' ? 'inherit' : 'ignore', 'pipe'],
   })

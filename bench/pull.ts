@@ -271,7 +271,7 @@ interface PullRun {
   progressLines: number
 }
 
-async function pullOverLocalApi(b: { url: string; token: string }, from: string, n: number): Promise<PullRun> {
+export async function pullOverLocalApi(b: { url: string; token: string }, from: string, n: number): Promise<PullRun> {
   const timeoutMs = Math.max(120_000, n * 20)
   const t0 = performance.now()
   const res = await request(`${b.url}/api/local/pull`, {

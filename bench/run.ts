@@ -7,6 +7,7 @@
 // To add a bench: write bench/<question>.ts exporting a `Bench`, add it below.
 import { pathToFileURL } from 'node:url'
 import { argValue, cleanup, type Bench } from './lib.js'
+import { memoryBench } from './memory.js'
 import { pullBench } from './pull.js'
 import { pullStagesBench } from './pull-stages.js'
 import { pushBench } from './push.js'
@@ -15,6 +16,7 @@ import { replayBench } from './replay.js'
 /** In order; `byDefault: false` ones run only when named with --only, or with --all. */
 export const BENCHES: (Bench & { byDefault: boolean })[] = [
   { ...pullBench, byDefault: true },
+  { ...memoryBench, byDefault: true },
   { ...pullStagesBench, byDefault: false },
   { ...pushBench, byDefault: true },
   { ...replayBench, byDefault: false },
