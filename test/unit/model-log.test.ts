@@ -1,8 +1,8 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { truncate, writeFile } from 'node:fs/promises'
+import { open, readFile, truncate, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { FileModelLog, MemoryModelLog, type ModelLog, type Place } from '../../src/store/model-log.js'
+import { FileModelLog, MemoryModelLog, writeAll, type ModelLog, type Place } from '../../src/store/model-log.js'
 import { withTempDir } from '../helpers.js'
 
 const models = (n: number, from = 0) => Array.from({ length: n }, (_, i) => `<model n="${from + i}">${'é✓'.repeat((from + i) % 7)}</model>`)
@@ -91,5 +91,44 @@ test('model log, files: bytes a row names but the segment lacks, or a missing se
     await log.close()
     await writeFile(join(dir, 'file'), 'x')
     await assert.rejects(FileModelLog.open(join(dir, 'file')), { code: 'DIP_DATA_INVALID' })
+  })
+})
+
+test('model log, files: writeAll goes on after short writes, mid-buffer included, and fails when a write takes nothing', async () => {
+  const file = Buffer.alloc(64, '.')
+  const calls: number[] = []
+  // A handle whose writev takes at most `most` bytes a call (a real one takes them all, or fails).
+  const short = (most: number) => ({
+    writev: async (bufs: Buffer[], pos: number) => {
+      let at = pos
+      let took = 0
+      for (const b of bufs) {
+        const n = Math.min(b.length, most - took)
+        b.copy(file, at, 0, n)
+        at += n
+        took += n
+        if (took === most) break
+      }
+      calls.push(took)
+      return { bytesWritten: took }
+    },
+  })
+  const parts = ['ab', 'cdefgh', '', 'ijklmnopq', 'r'].map((x) => Buffer.from(x))
+  await writeAll(short(5), parts, 3)
+  assert.equal(file.subarray(0, 24).toString(), '...abcdefghijklmnopqr...')
+  assert.deepEqual(calls, [5, 5, 5, 3], 'four calls, each going on where the one before stopped')
+  await assert.rejects(writeAll(short(0), [Buffer.from('x')], 0), (e: Error & { code?: string }) => e.code === 'DIP_INTERNAL')
+})
+
+test('model log, files: writeAll writes more buffers than one writev call takes (IOV_MAX is 1,024 on Linux)', async () => {
+  await withTempDir(async (dir) => {
+    const bufs = Array.from({ length: 3000 }, (_, i) => Buffer.from(`${i},`))
+    const h = await open(join(dir, 'f'), 'w+')
+    try {
+      await writeAll(h, bufs, 2)
+    } finally {
+      await h.close()
+    }
+    assert.equal((await readFile(join(dir, 'f'))).toString(), '\0\0' + bufs.map(String).join(''))
   })
 })
