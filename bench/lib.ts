@@ -11,6 +11,7 @@ import { readdirSync, readFileSync } from 'node:fs'
 import { cpus, tmpdir, totalmem } from 'node:os'
 import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { request } from 'undici'
 
 /** A bench: one question, one function. `args` are passed through from the command line. */
 export interface Bench {
@@ -273,6 +274,15 @@ export function sampleRss(pids: number[], everyMs = 100): { stop(): Record<numbe
     },
   }
 }
+
+/** A daemon's memory as it reports it on /metrics (prom-client's process metrics), MB. */
+export async function memoryOf(d: Daemon): Promise<{ rss: number; heapTotal: number; heapUsed: number; external: number }> {
+  const res = await request(`${d.url}/metrics`, { headersTimeout: 10_000, bodyTimeout: 10_000 })
+  const text = await res.body.text()
+  const mb = (name: string) => round(Number(new RegExp(`^${name} (\\S+)`, 'm').exec(text)?.[1] ?? NaN) / 1048576, 1)
+  return { rss: mb('process_resident_memory_bytes'), heapTotal: mb('nodejs_heap_size_total_bytes'), heapUsed: mb('nodejs_heap_size_used_bytes'), external: mb('nodejs_external_memory_bytes') }
+}
+
 
 // ---- CPU time per thread (Linux /proc; clock ticks of 10 ms) ----
 

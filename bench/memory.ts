@@ -29,8 +29,7 @@
 //          --node-args-b "…"     extra node flags for B
 import { readFileSync } from 'node:fs'
 import { rm } from 'node:fs/promises'
-import { request } from 'undici'
-import { argValue, cleanup, fmt, installExitHandlers, machine, round, sampleRss, settle, startDaemonChild, stopChild, table, tempDir, type Bench, type Daemon } from './lib.js'
+import { argValue, cleanup, fmt, installExitHandlers, machine, memoryOf, round, sampleRss, settle, startDaemonChild, stopChild, table, tempDir, type Bench, type Daemon } from './lib.js'
 import { pullOverLocalApi, seed } from './pull.js'
 
 const TARGET_RSS_MB = 300
@@ -68,14 +67,6 @@ export function residentParts(pid: number): Parts | undefined {
   }
   const mb = (x: number) => round(x / 1024, 1)
   return { heap: mb(kb.heap), anon: mb(kb.anon), tables: mb(kb.tables), rest: mb(kb.rest), total: mb(kb.heap + kb.anon + kb.tables + kb.rest) }
-}
-
-/** heap total, heap used and external memory as a daemon reports them on /metrics (prom-client), MB. */
-async function v8Memory(d: Daemon): Promise<{ heapTotal: number; heapUsed: number; external: number }> {
-  const res = await request(`${d.url}/metrics`, { headersTimeout: 5_000, bodyTimeout: 5_000 })
-  const text = await res.body.text()
-  const mb = (name: string) => round(Number(new RegExp(`^${name} (\\S+)`, 'm').exec(text)?.[1] ?? NaN) / 1048576, 1)
-  return { heapTotal: mb('nodejs_heap_size_total_bytes'), heapUsed: mb('nodejs_heap_size_used_bytes'), external: mb('nodejs_external_memory_bytes') }
 }
 
 interface Row {
@@ -116,7 +107,7 @@ function watch(b: Daemon): { stop(): Promise<{ atPeak: Parts; v8: Row['v8'] }> }
     // Bounded: the pull ends (and stop() is called) or its own timeout fails the bench first.
     for (let i = 0; i < 2 * 60 * 60 && !stopped; i++) {
       try {
-        const m = await v8Memory(b)
+        const m = await memoryOf(b)
         v8.heapTotal = Math.max(v8.heapTotal, m.heapTotal)
         v8.heapUsed = Math.max(v8.heapUsed, m.heapUsed)
         v8.external = Math.max(v8.external, m.external)

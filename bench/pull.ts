@@ -75,7 +75,7 @@ import type { PullSummary } from '../src/sync/pull.js'
 import { summariseProfiles } from './cpuprofile.js'
 import { serialStages } from './pull-stages.js'
 import { bareCeiling } from './bare.js'
-import { argFlag, argInt, argValue, cleanup, coresAvailable, machine, countingProxy, cpuDelta, settle, threadCpu, threadDeltas, fmt, installExitHandlers, rng, round, sampleRss, startDaemonChild, stopChild, table, tempDir, wireDelta, type Bench, type Daemon, type WireCount } from './lib.js'
+import { argFlag, argInt, argValue, cleanup, coresAvailable, machine, countingProxy, cpuDelta, memoryOf, settle, threadCpu, threadDeltas, fmt, installExitHandlers, rng, round, sampleRss, startDaemonChild, stopChild, table, tempDir, wireDelta, type Bench, type Daemon, type WireCount } from './lib.js'
 
 // Targets (issue: bulk sync at full speed, resumable after a crash, cheap when already in sync)
 const TARGET_POSTS_PER_S = 9000
@@ -462,14 +462,6 @@ async function getBench(a: Daemon, ids: string[], requests: number, per: number,
   const cpuA = cpuDelta(c0, threadCpu(a.pid))
   if (models !== requests * take) throw new Error(`get bench: ${models} models in ${requests} answers of ${take} ids`)
   return { inFlight, requests, models, bytes, ms, modelsPerS: models / (ms / 1000), mbPerS: bytes / 1e6 / (ms / 1000), msPerRequest: ms / requests, cpuA }
-}
-
-/** A daemon's memory as it reports it on /metrics (prom-client's process metrics), MB. */
-async function memoryOf(d: Daemon): Promise<{ rss: number; heapTotal: number; heapUsed: number; external: number }> {
-  const res = await request(`${d.url}/metrics`, { headersTimeout: 10_000, bodyTimeout: 10_000 })
-  const text = await res.body.text()
-  const mb = (name: string) => round(Number(new RegExp(`^${name} (\\S+)`, 'm').exec(text)?.[1] ?? NaN) / 1048576, 1)
-  return { rss: mb('process_resident_memory_bytes'), heapTotal: mb('nodejs_heap_size_total_bytes'), heapUsed: mb('nodejs_heap_size_used_bytes'), external: mb('nodejs_external_memory_bytes') }
 }
 
 /** A's answers to /api/sync/<type>/ so far, by type, from its /metrics (dipd_requests_total). */
