@@ -19,7 +19,8 @@
 // open appends after them. Bytes at a place a row names never change, so a
 // reader holding a row always reads what it named, except after `scrub`
 // (a banned key's models), which overwrites them with zeros: readers see
-// those as gone. The bytes of replaced versions stay where they are until
+// those as gone, and so does a read that races the scrub and sees only
+// some of the zeros (model XML holds no NUL). The bytes of replaced versions stay where they are until
 // the store compacts their segment (graph-store.ts, on open): it copies the
 // live models to the tail, renames them in their rows, then removes the
 // segment.
@@ -58,8 +59,16 @@ export interface SegmentedLog extends ModelLog {
 export const SEGMENT_MAX = 256 * 1024 * 1024
 /** Adjacent places are read with one read up to this many bytes. */
 const READ_RUN_MAX = 4 * 1024 * 1024
-/** Model XML always begins with `<`; scrubbed bytes begin with 0. */
+/** Model XML always begins with `<`. */
 const LT = 0x3c
+
+/**
+ * Whether bytes read at a place are a model's: model XML begins with `<`
+ * and holds no NUL (XML 1.0 allows none: the parser refuses a body with one,
+ * authored models included). Scrubbed bytes are zeros, and a read that
+ * races a scrub may see some of them and not others: both read as gone.
+ */
+const intact = (b: Buffer) => b[0] === LT && b.indexOf(0) === -1
 
 const segmentName = (n: number) => `${String(n).padStart(8, '0')}.log`
 
@@ -203,9 +212,9 @@ export class FileModelLog implements SegmentedLog {
           await readFully(h.fd, buf, r.len, r.off, () => `segment ${r.seg} byte ${r.off + r.len} that the store names`)
           let at = 0
           for (const n of r.members) {
-            const len = places[n]![2]
-            out[n] = buf[at] === LT ? buf.subarray(at, at + len) : undefined
-            at += len
+            const b = buf.subarray(at, at + places[n]![2])
+            out[n] = intact(b) ? b : undefined
+            at += b.length
           }
         }),
       )
@@ -299,7 +308,7 @@ export class MemoryModelLog implements ModelLog {
       const c = p && this.#chunk(p[1])
       if (!p || !c) return undefined
       const b = c.bytes.subarray(p[1] - c.off, p[1] - c.off + p[2])
-      return b[0] === LT ? b : undefined
+      return intact(b) ? b : undefined
     })
   }
 
