@@ -122,6 +122,7 @@ export class DipNode {
       deny: filterKeys(filter.deny, '--deny'),
       facets: this.#facets(filter),
     }
+    // The pull sends the times as given; a bad one fails here, before anything is asked of the peer.
     filterTime(filter.since, '--since')
     filterTime(filter.until, '--until')
     const started = performance.now()

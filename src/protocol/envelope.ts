@@ -321,12 +321,13 @@ export function readListAnswer(root: XmlElement): Result<{ rows: ListRowIn[]; ne
   for (const m of childrenNamed(models, 'model')) {
     const idEl = firstChild(m, 'id')
     const id = idEl ? parseIdElement(idEl) : undefined
-    const ut = firstChild(m, 'update-time')
+    const utEl = firstChild(m, 'update-time')
+    const updateTime = utEl ? text(utEl) : ''
     const hashEl = firstChild(m, 'hash')
     const hash = hashEl ? text(hashEl) : ''
-    const time = ut ? parseFilterTime(text(ut)) : undefined
+    const time = utEl ? parseFilterTime(updateTime) : undefined
     if (!id?.ok || !time?.ok || !/^sha256:[0-9a-f]{64}$/.test(hash) || !m.attrs.name || !m.attrs.version) return bad('a list row is malformed')
-    rows.push({ name: m.attrs.name, version: m.attrs.version, id: formatId(id.value), updateTime: text(ut!), updateTimeKey: time.value, hash })
+    rows.push({ name: m.attrs.name, version: m.attrs.version, id: formatId(id.value), updateTime, updateTimeKey: time.value, hash })
   }
   return ok({ rows, next: text(nextEl), more: firstChild(root, 'more') !== undefined })
 }
