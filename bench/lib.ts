@@ -227,7 +227,7 @@ export function wireDelta(a: WireCount, b: WireCount): WireCount {
 type StatusField = 'VmRSS' | 'VmHWM' | 'RssAnon' | 'RssFile'
 
 /** Some kB fields of /proc/<pid>/status, read once; empty when the process is gone. */
-function procStatusKb(pid: number): Partial<Record<StatusField, number>> {
+export function procStatusKb(pid: number): Partial<Record<StatusField, number>> {
   let text: string
   try {
     text = readFileSync(`/proc/${pid}/status`, 'utf8')

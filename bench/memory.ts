@@ -10,8 +10,9 @@
 // Figures per N, for the puller B (and A's peak RSS):
 //   peak RSS       VmRSS sampled from /proc every 100 ms, and VmHWM
 //   what it was    at (about) B's largest RSS, from /proc/<pid>/smaps (read
-//                  when RSS grew past the largest seen, at most every 300 ms): [heap] (the main thread's
-//                  malloc heap), other anonymous memory (V8's heap pages,
+//                  when RSS grew past the largest seen, at most every 300
+//                  ms): [heap] (glibc's main malloc arena, mostly the main
+//                  thread's), other anonymous memory (V8's heap pages,
 //                  the other threads' malloc arenas, stacks), LevelDB's
 //                  table files mapped into the process (.ldb: LevelDB reads
 //                  tables through mmap; clean pages the kernel may drop, but
@@ -29,10 +30,9 @@
 //          --node-args-b "…"     extra node flags for B
 import { readFileSync } from 'node:fs'
 import { rm } from 'node:fs/promises'
-import { argValue, cleanup, fmt, installExitHandlers, machine, memoryOf, round, sampleRss, settle, startDaemonChild, stopChild, table, tempDir, type Bench, type Daemon } from './lib.js'
-import { pullOverLocalApi, seed } from './pull.js'
+import { argValue, cleanup, fmt, installExitHandlers, machine, memoryOf, procStatusKb, round, sampleRss, settle, startDaemonChild, stopChild, table, tempDir, type Bench, type Daemon } from './lib.js'
+import { pullOverLocalApi, seed, TARGET_RSS_MB } from './pull.js'
 
-const TARGET_RSS_MB = 300
 /** B's peak RSS at the largest N may be this much above the smallest N's and count as flat. */
 const FLAT_GROWTH = 0.1
 
@@ -46,7 +46,7 @@ interface Parts {
 }
 
 /** /proc/<pid>/smaps summed by kind; undefined when the process is gone. */
-export function residentParts(pid: number): Parts | undefined {
+function residentParts(pid: number): Parts | undefined {
   let text: string
   try {
     text = readFileSync(`/proc/${pid}/smaps`, 'utf8')
@@ -89,16 +89,9 @@ function watch(b: Daemon): { stop(): Promise<{ atPeak: Parts; v8: Row['v8'] }> }
   const v8 = { heapTotal: 0, heapUsed: 0, external: 0 }
   let stopped = false
   let lastSmaps = 0
-  const rssNow = () => {
-    try {
-      return Number(/^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${b.pid}/status`, 'utf8'))?.[1] ?? 0) / 1024
-    } catch {
-      return 0
-    }
-  }
   const parts = setInterval(() => {
     const now = performance.now()
-    if (now - lastSmaps < 300 || rssNow() < atPeak.total + 2) return
+    if (now - lastSmaps < 300 || (procStatusKb(b.pid).VmRSS ?? 0) / 1024 < atPeak.total + 2) return
     lastSmaps = now
     const p = residentParts(b.pid)
     if (p && p.total > atPeak.total) atPeak = p
@@ -212,12 +205,12 @@ export async function runMemory(args: string[]): Promise<Record<string, unknown>
               ] as [string, string, string],
             ]
           : []),
-        ['peak RSS ≤ 300 MB, every N, A and B', mark(under), ''],
+        [`peak RSS ≤ ${TARGET_RSS_MB} MB, every N, A and B`, mark(under), ''],
         ['flat: B at the largest N ≤ 110% of the smallest', rows.length > 1 ? mark(flat) : 'one N: not judged', ''],
       ],
     ),
   )
-  const json = { bench: 'memory', machine: host, envB: envB ?? null, nodeArgsB, rows, growth_mb: growth, growth_pct: growthPct, targets: { rss_under_300: under, flat: rows.length > 1 ? flat : null } }
+  const json = { bench: 'memory', machine: host, envB: envB ?? null, nodeArgsB, rows, growth_mb: growth, growth_pct: growthPct, targets: { rss_within_target: under, flat: rows.length > 1 ? flat : null } }
   out(`BENCH_JSON ${JSON.stringify(json)}\n`)
   return json
 }

@@ -82,7 +82,7 @@ const TARGET_POSTS_PER_S = 9000
 /** the same target as a share of the bare pipeline measured in the same run (issue 5: ≥ 75% of the ceiling) */
 const TARGET_PCT_OF_BARE = 75
 /** peak RSS of each process during the initial pull, flat as N grows */
-const TARGET_RSS_MB = 300
+export const TARGET_RSS_MB = 300
 /** a pull when nothing changed: manifest + one list page */
 const TARGET_INSYNC_REQUESTS = 2
 const TARGET_INSYNC_BYTES = 4096
