@@ -13,7 +13,7 @@
 // libsodium (sodium-native does not load) every check is OpenSSL's.
 // Portable path: @noble/ed25519 with RFC 8032 strict checks (zip215: false),
 // cross-checked against the built-in one in tests.
-import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, sign as nodeSign, verify as nodeVerify, type KeyObject } from 'node:crypto'
+import { createHash, createPrivateKey, createPublicKey, randomBytes, sign as nodeSign, verify as nodeVerify, type KeyObject } from 'node:crypto'
 import { Worker } from 'node:worker_threads'
 import * as noble from '@noble/ed25519'
 import type { BatchAnswer, BatchMessage } from './verify-worker.js'
@@ -54,10 +54,14 @@ export function keyPairFromSecret(secretKey: Uint8Array): NodeKeyPair {
   return { secretKey: new Uint8Array(secretKey), publicKeyHex, privateKey }
 }
 
+/**
+ * A new key pair from 32 random bytes. Not through generateKeyPairSync: on
+ * Node 20, exporting a key it made can deadlock the thread, when a garbage
+ * collection inside the export destroys the generating job, which takes the
+ * lock the export holds (it hung a CI run; test/unit/crypto.test.ts shows it).
+ */
 export function generateKeyPair(): NodeKeyPair {
-  const { privateKey } = generateKeyPairSync('ed25519')
-  const d = privateKey.export({ format: 'jwk' }).d!
-  return keyPairFromSecret(Buffer.from(d, 'base64url'))
+  return keyPairFromSecret(randomBytes(32))
 }
 
 export function sign(pair: NodeKeyPair, message: Uint8Array): Uint8Array {
@@ -76,31 +80,33 @@ function clamped(h: Uint8Array): bigint {
   c[31]! |= 64
   return littleEndian(c)
 }
-/** Per key pair: its secret scalar a (mod L) and A's 32 bytes. */
-const expanded = new WeakMap<NodeKeyPair, { a: bigint; publicKey: Buffer }>()
+/** Per key pair: its secret scalar a (mod L), the nonce prefix (RFC 8032 §5.1.6) and A's 32 bytes. */
+const expanded = new WeakMap<NodeKeyPair, { a: bigint; prefix: Buffer; publicKey: Buffer }>()
 /** Answers this long or longer are signed with signOnePass (app.ts, responseSignature). */
 export const ONE_PASS_SIGN_MIN = 64 * 1024
 
 /**
  * An ed25519 signature of a long message with one SHA-512 pass over it
- * instead of RFC 8032's two: the nonce r is not SHA-512(prefix || M) but
- * the secret scalar of a fresh key pair from OpenSSL's random generator,
- * and R = rB is that pair's public key. The signature (R, S = r +
+ * instead of RFC 8032's two. The nonce r is not SHA-512(prefix || M) but
+ * SHA-512(prefix || m) for m, 32 fresh random bytes, and R = rB is read off
+ * OpenSSL's own signature of m by the same key (whose R is that r times B;
+ * that signature is thrown away). The signature (R, S = r +
  * SHA-512(R || A || M)·a mod L) is an ordinary one: verifiers cannot tell
- * how r was chosen, only that it must be secret and never repeat, as a
- * fresh key is. It is not deterministic: two signatures of one message
- * differ. (Importing a random seed instead costs ~0.5 ms in OpenSSL's DER
- * decoder; a generated pair ~45 µs.)
+ * how r was chosen, only that it must be secret and never repeat, as a hash
+ * of the secret prefix and fresh random bytes is. It is not deterministic:
+ * two signatures of one message differ. (A nonce from a generated key pair,
+ * as before 2026-11-24, could deadlock: see generateKeyPair.)
  */
 export function signOnePass(pair: NodeKeyPair, message: Uint8Array): Uint8Array {
   let k = expanded.get(pair)
   if (k === undefined) {
-    k = { a: clamped(createHash('sha512').update(pair.secretKey).digest()) % L, publicKey: Buffer.from(pair.publicKeyHex, 'hex') }
+    const h = createHash('sha512').update(pair.secretKey).digest()
+    k = { a: clamped(h) % L, prefix: h.subarray(32), publicKey: Buffer.from(pair.publicKeyHex, 'hex') }
     expanded.set(pair, k)
   }
-  const nonce = generateKeyPairSync('ed25519').privateKey.export({ format: 'jwk' })
-  const R = Buffer.from(nonce.x!, 'base64url')
-  const r = clamped(createHash('sha512').update(Buffer.from(nonce.d!, 'base64url')).digest()) % L
+  const m = randomBytes(32)
+  const R = nodeSign(null, m, pair.privateKey).subarray(0, 32)
+  const r = littleEndian(createHash('sha512').update(k.prefix).update(m).digest()) % L
   const h = littleEndian(createHash('sha512').update(R).update(k.publicKey).update(message).digest()) % L
   const S = Buffer.from(((r + h * k.a) % L).toString(16).padStart(64, '0'), 'hex').reverse()
   return Buffer.concat([R, S])

@@ -9,7 +9,7 @@
 // answer itself. Only the daemon under test is started through dipd.
 import { after, before, describe, test } from 'node:test'
 import assert from 'node:assert/strict'
-import { createPublicKey, generateKeyPairSync, sign, verify, type KeyObject } from 'node:crypto'
+import { createPrivateKey, createPublicKey, randomBytes, sign, verify, type KeyObject } from 'node:crypto'
 import { request as httpRequest } from 'node:http'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
@@ -60,7 +60,9 @@ function publicKeyFromNodeKey(nodeKey: string): KeyObject {
 
 /** A post written and signed by hand: the content below is already in canonical form (PROTOCOL.md §4, §5). */
 function handMadePost(localId: string, text: string): { xml: string; tampered: string; id: string } {
-  const { publicKey, privateKey } = generateKeyPairSync('ed25519')
+  // A key from 32 random bytes (PKCS #8 around them), not generateKeyPairSync: on Node 20 exporting a key it made can deadlock (src/crypto/ed25519.ts, generateKeyPair).
+  const privateKey = createPrivateKey({ key: Buffer.concat([Buffer.from('302e020100300506032b657004220420', 'hex'), randomBytes(32)]), format: 'der', type: 'pkcs8' })
+  const publicKey = createPublicKey(privateKey)
   const hex = Buffer.from(publicKey.export({ format: 'jwk' }).x!, 'base64url').toString('hex')
   const content = `<content><id key="${hex}" local-id="${localId}" type="ed25519"/><title>independent</title><text>${text}</text><pub-time>2024-05-01T00:00:00Z</pub-time><update-time>2024-05-01T00:00:00Z</update-time></content>`
   const sig = sign(null, Buffer.from(content, 'utf8'), privateKey).toString('hex')

@@ -1,6 +1,7 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { randomBytes } from 'node:crypto'
+import { spawn } from 'node:child_process'
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import fc from 'fast-check'
@@ -256,4 +257,25 @@ test('a batch verifier whose worker holds a batch too long takes it for hung: it
   } finally {
     await real.close()
   }
+})
+
+test('signOnePass and generateKeyPair go on under constant garbage collection (with a generated key pair as the nonce, a collection inside the key export deadlocked Node 20 within 2,000-20,000 signatures)', { timeout: 90_000 }, async () => {
+  const module = new URL('../../src/crypto/ed25519.js', import.meta.url).href
+  const script = `const { keyPairFromSecret, generateKeyPair, signOnePass } = await import(${JSON.stringify(module)})
+const pair = keyPairFromSecret(Buffer.alloc(32, 7))
+const msg = Buffer.alloc(100, 1)
+for (let i = 0; i < 50000; i++) signOnePass(pair, msg)
+for (let i = 0; i < 200; i++) generateKeyPair()
+process.stdout.write('done')`
+  // A 1 MB young generation: a scavenge every few hundred signatures.
+  const child = spawn(process.execPath, ['--max-semi-space-size=1', '--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'pipe'] })
+  let out = ''
+  let err = ''
+  child.stdout.on('data', (b: Buffer) => (out += b))
+  child.stderr.on('data', (b: Buffer) => (err += b))
+  const killer = setTimeout(() => child.kill('SIGKILL'), 60_000)
+  const code = await new Promise<number | null>((resolve) => child.on('exit', (c) => resolve(c)))
+  clearTimeout(killer)
+  assert.equal(code, 0, `the child ended with ${code} (killed after 60 s if it hung): ${err.slice(0, 500)}`)
+  assert.equal(out, 'done')
 })
