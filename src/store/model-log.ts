@@ -20,10 +20,10 @@
 // reader holding a row always reads what it named, except after `scrub`
 // (a banned key's models), which overwrites them with zeros: readers see
 // those as gone, and so does a read that races the scrub and sees only
-// some of the zeros (model XML holds no NUL). The bytes of replaced versions stay where they are until
-// the store compacts their segment (graph-store.ts, on open): it copies the
-// live models to the tail, renames them in their rows, then removes the
-// segment.
+// some of the zeros (model XML holds no NUL). The bytes of replaced
+// versions stay where they are until the store compacts their segment
+// (graph-store.ts, on open): it copies the live models to the tail,
+// renames them in their rows, then removes the segment.
 import { read as readAt } from 'node:fs'
 import { mkdir, open, readdir, rm, stat, type FileHandle } from 'node:fs/promises'
 import { join } from 'node:path'
