@@ -17,7 +17,7 @@ import type { AddressInfo } from 'node:net'
 import { join, resolve } from 'node:path'
 import { request } from 'undici'
 import { argInt, argValue, CLI_JS, cpuDelta, fmt, round, settle, startDaemonChild, stopChild, tempDir, threadCpu, type Bench } from './lib.js'
-import { seed } from './pull.js'
+import { pullOverLocalApi, seed } from './pull.js'
 
 interface Cached {
   status: number
@@ -69,13 +69,9 @@ export async function runReplay(args: string[]): Promise<Record<string, unknown>
     try {
       await settle([b.pid, a.pid])
       const before = threadCpu(b.pid)
-      const t0 = performance.now()
-      const r = await request(`${b.url}/api/local/pull`, { method: 'POST', headers: { authorization: `Bearer ${b.token}`, 'content-type': 'application/json' }, body: JSON.stringify({ from: url, filter: {} }), headersTimeout: 600_000, bodyTimeout: 600_000 })
-      const text = await r.body.text()
-      const ms = performance.now() - t0
+      const { wallMs: ms, summary } = await pullOverLocalApi(b, url, n)
       const used = cpuDelta(before, threadCpu(b.pid))
-      const summary = (JSON.parse(text.trim().split('\n').at(-1)!) as { summary?: { stored: number } }).summary
-      if (summary?.stored !== n) throw new Error(`replay: a pull stored ${summary?.stored} of ${n}`)
+      if (summary.stored !== n) throw new Error(`replay: a pull stored ${summary.stored} of ${n}`)
       const main = used.main ?? 0
       let other = 0
       for (const [kind, ms] of Object.entries(used)) if (kind !== 'main') other += ms

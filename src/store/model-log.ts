@@ -233,7 +233,7 @@ export class FileModelLog implements SegmentedLog {
     const touched = new Set<number>()
     for (const [seg, off, len] of places) {
       const h = await this.#handle(seg)
-      await h.write(Buffer.alloc(len), 0, len, off)
+      await writeAll(h, [Buffer.alloc(len)], off)
       touched.add(seg)
     }
     for (const seg of touched) await (await this.#handle(seg)).datasync()
@@ -323,9 +323,10 @@ export class MemoryModelLog implements ModelLog {
 }
 
 /**
- * Writes `bufs` one after another at `off`, with writev: the models' bytes
- * go from the answers they came in to the file without being copied into
- * one buffer first (~800 KB a commit that glibc's heap had to find room for).
+ * Writes `bufs` one after another at `off`, with writev, going on after a
+ * short write. A commit's models' bytes go from the answers they came in to
+ * the file without being copied into one buffer first (~800 KB a commit
+ * that glibc's heap had to find room for); a scrub's zeros go the same way.
  */
 export async function writeAll(h: { writev(bufs: Buffer[], position: number): Promise<{ bytesWritten: number }> }, bufs: Buffer[], off: number): Promise<void> {
   let rest = bufs.filter((b) => b.length > 0)
