@@ -30,6 +30,11 @@ export function argValue(args: string[], name: string): string | undefined {
   return undefined
 }
 
+/** `--name "a b c"`: the value's space-separated words (none if absent). */
+export function argWords(args: string[], name: string): string[] {
+  return (argValue(args, name) ?? '').split(' ').filter((x) => x !== '')
+}
+
 export function argFlag(args: string[], name: string): boolean {
   return args.includes(`--${name}`)
 }

@@ -30,7 +30,7 @@
 //          --node-args-b "…"     extra node flags for B
 import { readFileSync } from 'node:fs'
 import { rm } from 'node:fs/promises'
-import { argValue, cleanup, fmt, installExitHandlers, machine, memoryOf, procStatusKb, round, sampleRss, settle, startDaemonChild, stopChild, table, tempDir, type Bench, type Daemon } from './lib.js'
+import { argValue, argWords, cleanup, fmt, installExitHandlers, machine, memoryOf, procStatusKb, round, sampleRss, settle, startDaemonChild, stopChild, table, tempDir, type Bench, type Daemon } from './lib.js'
 import { pullOverLocalApi, seed, TARGET_RSS_MB } from './pull.js'
 
 /** B's peak RSS at the largest N may be this much above the smallest N's and count as flat. */
@@ -136,7 +136,7 @@ export async function runMemory(args: string[]): Promise<Record<string, unknown>
   if (ns.length === 0 || !ns.every((n) => Number.isSafeInteger(n) && n >= 1 && n <= 10_000_000)) throw new Error('--n: whole numbers from 1 to 10,000,000, comma-separated')
   ns.sort((x, y) => x - y)
   const envB = parseEnv(argValue(args, 'env-b'))
-  const nodeArgsB = (argValue(args, 'node-args-b') ?? '').split(' ').filter((x) => x !== '')
+  const nodeArgsB = argWords(args, 'node-args-b')
   installExitHandlers()
   const out = (s: string) => process.stdout.write(s)
   const rows: Row[] = []

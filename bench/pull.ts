@@ -75,7 +75,7 @@ import type { PullSummary } from '../src/sync/pull.js'
 import { summariseProfiles } from './cpuprofile.js'
 import { serialStages } from './pull-stages.js'
 import { bareCeiling } from './bare.js'
-import { argFlag, argInt, argValue, cleanup, coresAvailable, machine, countingProxy, cpuDelta, memoryOf, settle, threadCpu, threadDeltas, fmt, installExitHandlers, rng, round, sampleRss, startDaemonChild, stopChild, table, tempDir, wireDelta, type Bench, type Daemon, type WireCount } from './lib.js'
+import { argFlag, argInt, argValue, argWords, cleanup, coresAvailable, machine, countingProxy, cpuDelta, memoryOf, settle, threadCpu, threadDeltas, fmt, installExitHandlers, rng, round, sampleRss, startDaemonChild, stopChild, table, tempDir, wireDelta, type Bench, type Daemon, type WireCount } from './lib.js'
 
 // Targets (issue: bulk sync at full speed, resumable after a crash, cheap when already in sync)
 const TARGET_POSTS_PER_S = 9000
@@ -522,7 +522,7 @@ export async function runPull(args: string[]): Promise<Record<string, unknown>> 
     const cpuUsPerPost = 1e6 / parse.all + 1e6 / vDipd
     const twoCoreCeiling = 2e6 / cpuUsPerPost
 
-    const extraB = (argValue(args, 'node-args-b') ?? '').split(' ').filter((x) => x !== '')
+    const extraB = argWords(args, 'node-args-b')
     const nodeArgs = (who: string) => [...(profDir ? ['--cpu-prof', '--cpu-prof-dir', join(resolve(profDir), who)] : []), ...(who === 'b' ? extraB : [])]
     if (profDir) {
       await mkdir(join(resolve(profDir), 'a'), { recursive: true })
