@@ -13,7 +13,7 @@ import { hash as digest } from 'node:crypto'
 import { fail, ok, type Result, type RowCode } from '../errors.js'
 import { canonicalize } from '../protocol/canonical.js'
 import { formatId, KEY_HEX_RE, type GlobalId } from '../protocol/id.js'
-import { isCompatible, parseVersion } from '../protocol/version.js'
+import { isCompatible, parseVersion, shownVersion } from '../protocol/version.js'
 import { childElements, escapeAttr, firstChild, parseXml, rawText, type XmlElement } from '../protocol/xml.js'
 import { sign, verifyMany, type NodeKeyPair, type SignatureCheck } from '../crypto/ed25519.js'
 import type { ModelRegistry } from './registry.js'
@@ -99,7 +99,7 @@ export function stageModel(el: XmlElement, registry: ModelRegistry, limits: Mode
   if (!def) return reject('DIP_MODEL_NOT_SUPPORTED', `model ${JSON.stringify(name ?? null)} is not supported`, tryId(contentEl))
   const v = parseVersion(el.attrs.version)
   if (!v.ok) return reject('DIP_MODEL_INVALID', v.error.message, tryId(contentEl))
-  if (!isCompatible(def.version, v.value)) return reject('DIP_VERSION_NOT_SUPPORTED', `model ${def.name} ${el.attrs.version} is not supported`, tryId(contentEl))
+  if (!isCompatible(def.version, v.value)) return reject('DIP_VERSION_NOT_SUPPORTED', `model ${def.name} ${shownVersion(el.attrs.version!)} is not supported`, tryId(contentEl))
   if (!contentEl) return reject('DIP_MODEL_INVALID', '<content> missing', tryId(contentEl))
 
   const content = canonicalize(contentEl)

@@ -11,8 +11,8 @@
 import { DipError, fail, ok, type Result, type DipCode } from '../errors.js'
 import { formatId, idElementXml, parseIdElement, KEY_HEX_RE, type GlobalId } from './id.js'
 import { EPOCH, parseFilterTime, type TimeKey } from './time.js'
-import { formatVersion, isCompatible, parseVersion, type Version } from './version.js'
-import { childrenNamed, escapeText, firstChild, rawText, text, type XmlElement } from './xml.js'
+import { formatVersion, isCompatible, parseVersion, shownVersion, type Version } from './version.js'
+import { childElements, childrenNamed, escapeText, firstChild, rawText, text, type XmlElement } from './xml.js'
 
 export const REQUEST_TYPES = ['list', 'get', 'put'] as const
 export type RequestType = (typeof REQUEST_TYPES)[number]
@@ -90,12 +90,11 @@ function readModelHeader(model: XmlElement | undefined, speaks: Speaks): Result<
   if (!v.ok) return v
   const ours = speaks.models.get(name)
   if (!ours) return err('DIP_MODEL_NOT_SUPPORTED', `model ${JSON.stringify(name)} is not supported`)
-  if (!isCompatible(ours, v.value)) return err('DIP_VERSION_NOT_SUPPORTED', `model ${name} ${formatVersion(v.value)} is not supported`)
+  if (!isCompatible(ours, v.value)) return err('DIP_VERSION_NOT_SUPPORTED', `model ${name} ${shownVersion(model.attrs.version!)} is not supported`)
   return ok({ name, version: v.value })
 }
 
-function readKeys(el: XmlElement | undefined): Result<Set<string> | undefined> {
-  if (!el) return ok(undefined)
+function readKeys(el: XmlElement): Result<Set<string>> {
   const keys = new Set<string>()
   for (const k of childrenNamed(el, 'key')) {
     const v = text(k)
@@ -105,8 +104,7 @@ function readKeys(el: XmlElement | undefined): Result<Set<string> | undefined> {
   return ok(keys)
 }
 
-function readTime(el: XmlElement | undefined): Result<TimeKey | undefined> {
-  if (!el) return ok(undefined)
+function readTime(el: XmlElement): Result<TimeKey | undefined> {
   const v = text(el)
   if (v === '') return err('DIP_FILTER_INVALID', `<${el.name}> is empty`)
   const t = parseFilterTime(v)
@@ -120,12 +118,13 @@ export function parseRequest(root: XmlElement, type: RequestType, speaks: Speaks
   if (root.attrs.type !== type) return err('DIP_REQUEST_INVALID', `the type attribute ${JSON.stringify(root.attrs.type ?? null)} does not match the path /${type}/`)
   const version = parseVersion(root.attrs.version)
   if (!version.ok) return version
-  if (!isCompatible(REQUEST_VERSIONS[type], version.value)) return err('DIP_VERSION_NOT_SUPPORTED', `${type} ${formatVersion(version.value)} is not supported`)
+  if (!isCompatible(REQUEST_VERSIONS[type], version.value)) return err('DIP_VERSION_NOT_SUPPORTED', `${type} ${shownVersion(root.attrs.version!)} is not supported`)
 
   if (type === 'put') {
-    const models = firstChild(root, 'models')
-    if (!models) return err('DIP_REQUEST_INVALID', 'a put holds <models>')
-    return ok({ type, version: version.value, models: childrenNamed(models, 'model') })
+    // Every model sent gets its row (PROTOCOL.md §7), in however many <models> it came.
+    const lists = childrenNamed(root, 'models')
+    if (lists.length === 0) return err('DIP_REQUEST_INVALID', 'a put holds <models>')
+    return ok({ type, version: version.value, models: lists.length === 1 ? childrenNamed(lists[0]!, 'model') : lists.flatMap((m) => childrenNamed(m, 'model')) })
   }
   const models = childrenNamed(root, 'model')
   if (models.length > 1) return err('DIP_REQUEST_INVALID', `a ${type} names one <model>`)
@@ -146,26 +145,43 @@ export function parseRequest(root: XmlElement, type: RequestType, speaks: Speaks
     }
     return ok({ type, version: version.value, modelName: header.value.name, modelVersion: header.value.version, ids })
   }
-  const from = readTime(firstChild(model!, 'timestamp_from'))
-  if (!from.ok) return from
-  const to = readTime(firstChild(model!, 'timestamp_to'))
-  if (!to.ok) return to
-  const sender = firstChild(model!, 'sender')
-  const allow = readKeys(sender && firstChild(sender, 'allow'))
-  if (!allow.ok) return allow
-  const deny = readKeys(sender && firstChild(sender, 'deny'))
-  if (!deny.ok) return deny
-  const afterEl = firstChild(model!, 'after')
+  // A model is listed iff it passes every filter given (PROTOCOL.md §6):
+  // a filter element given twice applies twice, as two <tags> do.
+  let from: TimeKey | undefined
+  let to: TimeKey | undefined
+  let allow: Set<string> | undefined
+  let deny: Set<string> | undefined
+  let afterEl: XmlElement | undefined
+  for (const el of childElements(model!)) {
+    if (el.name === 'timestamp_from' || el.name === 'timestamp_to') {
+      const t = readTime(el)
+      if (!t.ok) return t
+      if (t.value === undefined) continue
+      if (el.name === 'timestamp_from') from = from === undefined || t.value > from ? t.value : from
+      else to = to === undefined || t.value < to ? t.value : to
+    } else if (el.name === 'sender') {
+      for (const part of childElements(el)) {
+        if (part.name !== 'allow' && part.name !== 'deny') continue
+        const keys = readKeys(part)
+        if (!keys.ok) return keys
+        if (part.name === 'deny') deny = deny ? new Set([...deny, ...keys.value]) : keys.value
+        else allow = allow ? new Set([...allow].filter((k) => keys.value.has(k))) : keys.value
+      }
+    } else if (el.name === 'after') {
+      if (afterEl) return err('DIP_REQUEST_INVALID', 'a list has at most one <after>')
+      afterEl = el
+    }
+  }
   return ok({
     type,
     version: version.value,
     model: model!,
     modelName: header.value.name,
     modelVersion: header.value.version,
-    from: from.value,
-    to: to.value,
-    allow: allow.value,
-    deny: deny.value,
+    from,
+    to,
+    allow,
+    deny,
     after: afterEl ? rawText(afterEl) : undefined, // the cursor is echoed exactly
   })
 }
@@ -178,7 +194,7 @@ export function parsePing(root: XmlElement): Result<{ from: string }> {
   if (root.name !== 'request' || root.attrs.type !== 'ping') return err('DIP_REQUEST_INVALID', 'expected <request type="ping">')
   const version = parseVersion(root.attrs.version)
   if (!version.ok) return version
-  if (version.value.major !== PING_VERSION.major) return err('DIP_VERSION_NOT_SUPPORTED', `ping ${formatVersion(version.value)} is not supported`)
+  if (version.value.major !== PING_VERSION.major) return err('DIP_VERSION_NOT_SUPPORTED', `ping ${shownVersion(root.attrs.version!)} is not supported`)
   const fromEl = firstChild(root, 'from')
   const from = fromEl ? text(fromEl) : ''
   if (!URL.canParse(from) || !/^https?:/.test(from)) return err('DIP_REQUEST_INVALID', '<from> must be the base URL of the pinging node')

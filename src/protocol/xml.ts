@@ -374,6 +374,8 @@ function parseDocument(s: string, take: Take | undefined, source: ElementSource)
         attrs[an] = decodeRefs(raw.indexOf('\t') === -1 && raw.indexOf('\n') === -1 ? raw : raw.replace(/[\t\n]/g, ' '))
         j = e + 1
       }
+      // The element's depth is its open ancestors + 1, self-closing or not.
+      if (stack.length >= MAX_DEPTH) syntax(`nesting deeper than ${MAX_DEPTH}`, i)
       const el: XmlElement = { name: nm, attrs, children: [], src: undefined }
       if (stack.length === 0) root = el
       else {
@@ -389,7 +391,6 @@ function parseDocument(s: string, take: Take | undefined, source: ElementSource)
         stack.push(el)
         starts.push(i)
         flags.push(canon ? CANON : 0)
-        if (stack.length > MAX_DEPTH) syntax(`nesting deeper than ${MAX_DEPTH}`, i)
       } else {
         if (canon) el.src = s.slice(i, j)
         else if (flags.length > 0) notCanonical(flags)

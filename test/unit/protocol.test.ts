@@ -33,6 +33,7 @@ test('hostile XML is DIP_XML_INVALID, never expanded or fetched', () => {
     empty: '',
     deep: '<a>'.repeat(50_000) + '</a>'.repeat(50_000),
     tooDeep: '<a>'.repeat(MAX_DEPTH + 1) + '</a>'.repeat(MAX_DEPTH + 1),
+    tooDeepSelfClosing: '<a>'.repeat(MAX_DEPTH) + '<b/>' + '</a>'.repeat(MAX_DEPTH),
     duplicateAttr: '<r a="1" a="2"/>',
     unquotedAttr: '<r a=1/>',
   }
@@ -43,6 +44,7 @@ test('well-formed XML parses: BOM, declaration, CDATA, references, depth 64, lin
   assert.ok(parseXml('\ufeff<?xml version="1.0" encoding="utf-8"?><r/>').ok)
   assert.ok(parseXml(new Uint8Array([0xef, 0xbb, 0xbf, ...Buffer.from('<r/>')])).ok)
   assert.ok(parseXml('<a>'.repeat(MAX_DEPTH) + '</a>'.repeat(MAX_DEPTH)).ok)
+  assert.ok(parseXml('<a>'.repeat(MAX_DEPTH - 1) + '<b/>' + '</a>'.repeat(MAX_DEPTH - 1)).ok)
   const r = parseXml('<r a="x&#9;y\tz&#10;"><![CDATA[<&>]]>&amp;&#13;&#x41;\r\nq\rw<!-- c --><?pi?></r>')
   assert.ok(r.ok)
   assert.deepEqual(r.value.children, ['<&>&\rA\nq\nw'])
@@ -147,6 +149,18 @@ test('versions: MAJOR.MINOR, same major is compatible', () => {
   assert.ok(v.ok)
   assert.equal(isCompatible({ major: 1, minor: 1 }, v.value), true)
   assert.equal(isCompatible({ major: 1, minor: 1 }, { major: 2, minor: 0 }), false)
+  // PROTOCOL.md §2 sets no limit on the digits: a long minor is a newer one, a long major another.
+  const longMinor = parseVersion('1.12345678901234567890')
+  assert.ok(longMinor.ok)
+  assert.equal(isCompatible({ major: 1, minor: 1 }, longMinor.value), true)
+  const zeros = parseVersion('01.0000000000')
+  assert.ok(zeros.ok)
+  assert.deepEqual(zeros.value, { major: 1, minor: 0 })
+  for (const major of ['99999999999999999999', '9'.repeat(400)]) {
+    const r = parseVersion(`${major}.0`)
+    assert.ok(r.ok)
+    assert.equal(isCompatible({ major: 1, minor: 1 }, r.value), false)
+  }
 })
 
 const text = fc.string({ unit: fc.constantFrom('a', 'b', ' ', '\n', '&', '<', 'é', '[', ']'), maxLength: 30 })
