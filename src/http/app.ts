@@ -1,6 +1,8 @@
 // buildApp(deps) assembles the fastify app; it never listens by itself.
 // One error handler turns every failure into the DIP envelope with the HTTP
 // status of PROTOCOL.md §1 and never echoes internals on a 5xx.
+import { STATUS_CODES } from 'node:http'
+import type { Socket } from 'node:net'
 import Fastify, { type FastifyError, type FastifyInstance } from 'fastify'
 import { DipError } from '../errors.js'
 import rateLimit from '@fastify/rate-limit'
@@ -22,6 +24,40 @@ export interface AppDeps extends SyncDeps {
   /** the local API for the CLI and host applications; absent = not served */
   local?: LocalDeps | undefined
   logger?: boolean
+  /** how long a client may take to send a whole request, headers and body (default REQUEST_TIMEOUT_MS) */
+  requestTimeoutMs?: number | undefined
+}
+
+/**
+ * A request must arrive whole within this (Node's own default; fastify's is
+ * none): a client that stalls mid-body would otherwise hold its connection
+ * and up to a body's limit of memory for ever. 16 MiB in 300 s is ~450 kbit/s.
+ */
+export const REQUEST_TIMEOUT_MS = 300_000
+
+/**
+ * What Node's HTTP parser refuses before any route sees the request
+ * (framing: Content-Length, chunks, header bytes; or the request timeout)
+ * as a signed DIP answer, like every other, instead of fastify's JSON. The
+ * connection is closed after it: its framing can no longer be trusted.
+ */
+function clientErrorAnswer(err: NodeJS.ErrnoException, socket: Socket, identity: NodeIdentity, supported: SupportedSet): void {
+  if (err.code === 'ECONNRESET' || socket.destroyed) return
+  // A response already under way on this connection cannot be followed by another.
+  const inFlight = (socket as Socket & { _httpMessage?: { headersSent?: boolean } })._httpMessage
+  if (socket.writable && !inFlight?.headersSent) {
+    const e =
+      err.code === 'HPE_HEADER_OVERFLOW'
+        ? new DipError('DIP_REQUEST_TOO_LARGE', 'the request headers are over the limit')
+        : err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+          ? new DipError('DIP_REQUEST_INVALID', 'the request did not arrive whole in time')
+          : new DipError('DIP_REQUEST_INVALID', 'malformed HTTP request')
+    const body = Buffer.from(errorXml(e, supported), 'utf8')
+    let head = `HTTP/1.1 ${e.httpStatus} ${STATUS_CODES[e.httpStatus]}\r\nContent-Type: application/xml; charset=utf-8\r\nContent-Length: ${body.length}\r\n`
+    for (const [k, v] of Object.entries(responseSignature(identity, body))) head += `${k}: ${v}\r\n`
+    socket.write(Buffer.concat([Buffer.from(`${head}Connection: close\r\n\r\n`, 'latin1'), body]))
+  }
+  socket.destroy()
 }
 
 /** fastify's own errors that have a DIP code */
@@ -74,9 +110,15 @@ export function responseSignature(identity: NodeIdentity, body: Buffer): Record<
 
 export function buildApp(deps: AppDeps): FastifyInstance {
   const limits: Limits = deps.limits
+  const requestTimeout = deps.requestTimeoutMs ?? REQUEST_TIMEOUT_MS
   const app = Fastify({
     logger: deps.logger ?? false,
     bodyLimit: limits.maxBodyBytes,
+    requestTimeout,
+    // Node checks the timeouts on this period (30 s by default), and takes
+    // the smaller of the two for the headers: keep the headers' own (60 s) smaller.
+    http: { connectionsCheckingInterval: Math.min(30_000, Math.max(50, Math.floor(requestTimeout / 4))), headersTimeout: Math.min(60_000, requestTimeout) },
+    clientErrorHandler: (err, socket) => clientErrorAnswer(err, socket, deps.identity, supportedSet(deps)),
     // PROTOCOL.md §1: served with and without the trailing slash, never redirected.
     // DIP ids are long: keep the router's parameter limit generous.
     routerOptions: { ignoreTrailingSlash: true, maxParamLength: 512 },
@@ -98,14 +140,23 @@ export function buildApp(deps: AppDeps): FastifyInstance {
   const supported = supportedSet(deps)
   const { identity } = deps
 
-  // PROTOCOL.md §8: every answer under /api/sync/ (errors too, blobs not) and
+  // PROTOCOL.md §1 accepts no media type; fastify refuses an empty one
+  // (`Content-Type:` with nothing, or only parameters) before any route.
+  app.addHook('onRequest', async (request) => {
+    const type = request.headers['content-type']
+    if (type !== undefined && type.split(';')[0]!.trim() === '') delete request.headers['content-type']
+  })
+
+  // PROTOCOL.md §8: every answer under /api/sync/ (errors too, blob bytes not) and
   // the manifest carry the node key and its signature over "dip-response:" +
   // the exact body bytes. The prefix keeps a body from ever passing for
   // signed content. One signature per answer, whatever its size.
   app.addHook('onSend', async (request, reply, payload) => {
     const url = request.url
     const path = url.split('?')[0]!
-    const signed = (path.startsWith('/api/sync/') && !path.startsWith('/api/sync/blob/')) || path === '/.well-known/dip.json' || path === '/.well-known/dip.json/'
+    // A blob's hash vouches for its bytes; a blob route's error is an envelope like any other.
+    const blobBytes = path.startsWith('/api/sync/blob/') && reply.statusCode === 200
+    const signed = (path.startsWith('/api/sync/') && !blobBytes) || path === '/.well-known/dip.json' || path === '/.well-known/dip.json/'
     if (!signed) return payload
     const body = typeof payload === 'string' ? Buffer.from(payload, 'utf8') : Buffer.isBuffer(payload) ? payload : undefined
     if (!body) return payload
@@ -137,7 +188,8 @@ export function buildApp(deps: AppDeps): FastifyInstance {
 
   app.setErrorHandler((error, request, reply) => {
     const e = toDipError(error)
-    if (e.httpStatus >= 500) request.log.error({ err: error }, 'request failed')
+    // 501 says what the client asked is not spoken here: not this node's failure.
+    if (e.httpStatus >= 500 && e.httpStatus !== 501) request.log.error({ err: error }, 'request failed')
     if (request.url.startsWith('/api/local/')) {
       return reply.code(localStatus(e)).send({ error: { code: e.code, message: e.code === 'DIP_INTERNAL' ? 'internal error' : e.message, peerCode: e.peerCode } })
     }

@@ -33,6 +33,12 @@ function originOf(request: FastifyRequest): string | undefined {
 
 const MEDIA_OK = new Set(['application/xml', 'text/xml', ''])
 
+/** PROTOCOL.md §1: XML or no media type, compared case-insensitively without parameters. */
+function checkMedia(request: FastifyRequest): void {
+  const media = (request.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase()
+  if (!MEDIA_OK.has(media)) throw new DipError('DIP_UNSUPPORTED_MEDIA_TYPE', `media type ${media} is not XML`)
+}
+
 function unwrap<T>(r: Result<T>): T {
   if (!r.ok) throw r.error
   return r.value
@@ -105,8 +111,7 @@ export function registerSyncRoutes(app: FastifyInstance, deps: SyncDeps): void {
   }
 
   async function handle(type: RequestType, request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> {
-    const media = (request.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase()
-    if (!MEDIA_OK.has(media)) throw new DipError('DIP_UNSUPPORTED_MEDIA_TYPE', `media type ${media} is not XML`)
+    checkMedia(request)
     const body = request.body instanceof Buffer ? request.body : Buffer.alloc(0)
     const root = unwrap(parseXml(body))
     const req = unwrap(parseRequest(root, type, speaks, limits))
@@ -116,8 +121,7 @@ export function registerSyncRoutes(app: FastifyInstance, deps: SyncDeps): void {
 
   // F140's ping: a peer says it is back, so its outbox is flushed now.
   app.post('/api/sync/ping', async (request, reply) => {
-    const media = (request.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase()
-    if (!MEDIA_OK.has(media)) throw new DipError('DIP_UNSUPPORTED_MEDIA_TYPE', `media type ${media} is not XML`)
+    checkMedia(request)
     const root = unwrap(parseXml(request.body instanceof Buffer ? request.body : Buffer.alloc(0)))
     const ping = unwrap(parsePing(root))
     deps.onPing?.(ping.from)

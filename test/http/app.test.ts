@@ -43,6 +43,46 @@ async function call(path: string, body: string | Buffer, contentType = 'applicat
   return { status: res.statusCode, head: head.value, root: root.value, text }
 }
 
+/**
+ * Bytes written as they are to a new connection; what came back once a
+ * whole envelope did or the server closed (at most 5 s).
+ */
+function rawExchange(server: string, bytes: string): Promise<string> {
+  const url = new URL(server)
+  return new Promise<string>((resolve, reject) => {
+    let data = ''
+    const sock = connect(Number(url.port), url.hostname, () => sock.write(bytes, 'latin1'))
+    const done = () => {
+      clearTimeout(timer)
+      sock.destroy()
+      resolve(data)
+    }
+    const timer = setTimeout(() => {
+      sock.destroy()
+      reject(new Error(`no answer within 5 s; got ${JSON.stringify(data.slice(0, 200))}`))
+    }, 5000)
+    sock.on('data', (d: Buffer) => {
+      data += d.toString('latin1')
+      if (data.includes('</response>')) done()
+    })
+    sock.on('close', done)
+    sock.on('error', () => {}) // the server may reset after answering; 'close' follows
+  })
+}
+
+/** A raw HTTP answer read back: status, headers (lower-case names), body bytes. */
+function readRawAnswer(answer: string): { status: number; headers: Record<string, string>; body: Buffer } {
+  const end = answer.indexOf('\r\n\r\n')
+  assert.ok(end > 0, `an HTTP answer: ${JSON.stringify(answer.slice(0, 200))}`)
+  const [statusLine, ...lines] = answer.slice(0, end).split('\r\n')
+  const headers: Record<string, string> = {}
+  for (const line of lines) {
+    const colon = line.indexOf(':')
+    headers[line.slice(0, colon).toLowerCase()] = line.slice(colon + 1).trim()
+  }
+  return { status: Number(/^HTTP\/1\.1 (\d{3}) /.exec(statusLine!)?.[1]), headers, body: Buffer.from(answer.slice(end + 4), 'latin1') }
+}
+
 async function snapshot(): Promise<string> {
   const page = await store.list({ model: 'post', facets: [], afterSeq: 0, limit: 10_000 })
   return JSON.stringify(page.rows)
@@ -157,6 +197,11 @@ test('hostile requests get their status and code; nothing stored changes; the no
     ['json body', '{"type":"list"}', '/api/sync/list', 415, 'DIP_UNSUPPORTED_MEDIA_TYPE', 'application/json'],
     ['put without models', '<request type="put" version="1.0"/>', '/api/sync/put', 400, 'DIP_REQUEST_INVALID'],
     ['not utf-8', Buffer.from([0x3c, 0x72, 0xff, 0x2f, 0x3e]), '/api/sync/list', 400, 'DIP_XML_INVALID'],
+    ['depth 65 by a self-closing element', '<request type="list" version="1.0">' + '<a>'.repeat(63) + '<b/>' + '</a>'.repeat(63) + '</request>', '/api/sync/list', 400, 'DIP_XML_INVALID'],
+    ['request major of 20 digits', '<request type="list" version="99999999999999999999.0"><model name="post" version="1.1"/></request>', '/api/sync/list', 501, 'DIP_VERSION_NOT_SUPPORTED'],
+    ['a second time filter, bad', listRequestXml(POST, '<timestamp_from>0</timestamp_from><timestamp_from>garbage</timestamp_from>', undefined), '/api/sync/list', 400, 'DIP_FILTER_INVALID'],
+    ['a second sender filter, bad', listRequestXml(POST, '<sender/><sender><allow><key>nope</key></allow></sender>', undefined), '/api/sync/list', 400, 'DIP_FILTER_INVALID'],
+    ['two cursors', listRequestXml(POST, '<after>a</after>', 'b'), '/api/sync/list', 400, 'DIP_REQUEST_INVALID'],
   ]
   for (const [name, body, path, status, code, type] of cases) {
     const r = await call(path, body, type)
@@ -172,27 +217,37 @@ test('hostile requests get their status and code; nothing stored changes; the no
   assert.equal(ok.head.status, 'success')
 })
 
+test('a filter element given twice applies twice; the models of a put in two <models> all get rows; a long minor is a newer one', async () => {
+  const carol = generateKeyPair()
+  const [a, b, c] = [alice, bob, carol].map((k, i) => makePost(k, { localId: 400 + i, tags: ['twice'], updateTime: `2021-0${i + 1}-01T00:00:00Z` }))
+  // Two <models>: every model sent is decided, in the order sent (PROTOCOL.md §7).
+  const put = await call('/api/sync/put', `<request type="put" version="1.0"><models>${a!.xml}</models><models>${b!.xml}${c!.xml}</models></request>`)
+  const rows = readPutAnswer(put.root)
+  assert.ok(rows.ok)
+  assert.deepEqual(rows.value.map((r) => [r.id, r.status]), [a, b, c].map((m) => [m!.idText, 'stored']))
+  const listed = async (filter: string, version = '1.0') => {
+    const r = await call('/api/sync/list', listRequestXml(POST, `<tags><tag>twice</tag></tags>${filter}`, undefined, version))
+    const l = readListAnswer(r.root)
+    assert.ok(l.ok, r.text)
+    return l.value.rows.map((x) => x.id)
+  }
+  const [ka, kb, kc] = [alice, bob, carol].map((k) => `<key>${k.publicKeyHex}</key>`)
+  assert.deepEqual(await listed(''), [a, b, c].map((m) => m!.idText))
+  // Every <sender> given must pass: denials add up, allowances narrow.
+  assert.deepEqual(await listed(`<sender><deny>${kb}</deny></sender><sender><deny>${ka}</deny></sender>`), [c!.idText])
+  assert.deepEqual(await listed(`<sender><allow>${ka}${kb}</allow></sender><sender><allow>${kb}${kc}</allow></sender>`), [b!.idText])
+  assert.deepEqual(await listed(`<sender><allow>${ka}</allow><allow>${kb}</allow></sender>`), [])
+  // Every time bound given applies, in any order; the epoch is no bound.
+  assert.deepEqual(await listed('<timestamp_from>2021-02-01T00:00:00Z</timestamp_from><timestamp_from>0</timestamp_from>'), [b, c].map((m) => m!.idText))
+  assert.deepEqual(await listed('<timestamp_from>2021-01-15T00:00:00Z</timestamp_from><timestamp_from>2021-02-15T00:00:00Z</timestamp_from>'), [c!.idText])
+  assert.deepEqual(await listed('<timestamp_to>2021-03-01T00:00:00Z</timestamp_to><timestamp_to>2021-02-01T00:00:00Z</timestamp_to>'), [a!.idText])
+  // PROTOCOL.md §2 bounds no part's digits: a minor of 11 digits is a newer minor.
+  assert.deepEqual(await listed('', '1.12345678901'), [a, b, c].map((m) => m!.idText))
+})
+
 test('a body over the limit is 413 at once, without reading it whole', async () => {
   // Announce 17 MiB and send a few bytes: the answer must come before the body would.
-  const url = new URL(base)
-  const answer = await new Promise<string>((resolve, reject) => {
-    const sock = connect(Number(url.port), url.hostname, () => {
-      sock.write(`POST /api/sync/put HTTP/1.1\r\nHost: x\r\nContent-Type: application/xml\r\nContent-Length: ${17 * 1024 * 1024}\r\n\r\n<request`)
-    })
-    let data = ''
-    sock.on('data', (d) => {
-      data += d.toString()
-      if (data.includes('</response>')) {
-        sock.destroy()
-        resolve(data)
-      }
-    })
-    sock.on('error', reject)
-    setTimeout(() => {
-      sock.destroy()
-      reject(new Error('no answer within 5 s'))
-    }, 5000)
-  })
+  const answer = await rawExchange(base, `POST /api/sync/put HTTP/1.1\r\nHost: x\r\nContent-Type: application/xml\r\nContent-Length: ${17 * 1024 * 1024}\r\n\r\n<request`)
   assert.match(answer, /^HTTP\/1\.1 413/)
   assert.match(answer, /<code>DIP_REQUEST_TOO_LARGE<\/code>/)
   // Chunked, no length announced: cut off once over the limit.
@@ -207,6 +262,52 @@ test('a body over the limit is 413 at once, without reading it whole', async () 
   }
 })
 
+test('what breaks HTTP framing gets a signed DIP answer, then the connection closes; so does a request not sent whole in time', async () => {
+  const before = await snapshot()
+  const post = 'POST /api/sync/list HTTP/1.1\r\nHost: x\r\nContent-Type: application/xml\r\n'
+  const cases: [string, string, number, string][] = [
+    ['a negative length', `${post}Content-Length: -1\r\n\r\n`, 400, 'DIP_REQUEST_INVALID'],
+    ['two lengths', `${post}Content-Length: 1\r\nContent-Length: 2\r\n\r\nab`, 400, 'DIP_REQUEST_INVALID'],
+    ['a length of 20 digits', `${post}Content-Length: ${'9'.repeat(20)}\r\n\r\n`, 400, 'DIP_REQUEST_INVALID'],
+    ['a bad chunk size', `${post}Transfer-Encoding: chunked\r\n\r\nzz\r\n`, 400, 'DIP_REQUEST_INVALID'],
+    ['a NUL in a header', `${post}X-A: a\u0000b\r\nContent-Length: 0\r\n\r\n`, 400, 'DIP_REQUEST_INVALID'],
+    ['20 KB of headers', `${post}X-Big: ${'a'.repeat(20_000)}\r\n\r\n`, 413, 'DIP_REQUEST_TOO_LARGE'],
+  ]
+  for (const [name, bytes, status, code] of cases) {
+    const a = readRawAnswer(await rawExchange(base, bytes))
+    assert.equal(a.status, status, name)
+    assert.equal(a.headers['content-type'], 'application/xml; charset=utf-8', name)
+    assert.equal(a.headers.connection, 'close', name)
+    assert.equal(Number(a.headers['content-length']), a.body.length, name)
+    const root = parseXml(a.body)
+    assert.ok(root.ok, name)
+    const head = readResponseHead(root.value)
+    assert.ok(head.ok, name)
+    assert.deepEqual([head.value.status, head.value.code], ['error', code], name)
+    assert.equal(a.headers['dip-node-key'], `ed25519::${alice.publicKeyHex}`, name)
+    assert.ok(verify(alice.publicKeyHex, Buffer.concat([Buffer.from('dip-response:'), a.body]), Buffer.from(a.headers['dip-signature']!, 'hex')), name)
+  }
+  // An empty media type is none (PROTOCOL.md §1), not a 415.
+  const none = readRawAnswer(await rawExchange(base, `POST /api/sync/list HTTP/1.1\r\nHost: x\r\nContent-Type:\r\nContent-Length: ${listRequestXml(POST, '', undefined).length}\r\n\r\n${listRequestXml(POST, '', undefined)}`))
+  assert.equal(none.status, 200)
+  assert.equal(await snapshot(), before)
+  assert.equal((await call('/api/sync/list', listRequestXml(POST, '', undefined))).head.status, 'success')
+
+  // A body that stalls is answered and its connection closed once the request timeout passes.
+  const slowStore = await GraphStore.openMemory()
+  const slow = buildApp({ store: slowStore, ingest: new Ingest(slowStore), registry, limits, identity: new NodeIdentity({ current: alice }), requestTimeoutMs: 300 })
+  try {
+    const slowBase = await slow.listen({ host: '127.0.0.1', port: 0 })
+    const a = readRawAnswer(await rawExchange(slowBase, `${post}Content-Length: 200\r\n\r\n<request t`))
+    assert.equal(a.status, 400)
+    assert.match(a.body.toString('utf8'), /<code>DIP_REQUEST_INVALID<\/code><description>the request did not arrive whole in time<\/description>/)
+    assert.ok(verify(alice.publicKeyHex, Buffer.concat([Buffer.from('dip-response:'), a.body]), Buffer.from(a.headers['dip-signature']!, 'hex')))
+  } finally {
+    await slow.close()
+    await slowStore.close()
+  }
+})
+
 test('unknown routes answer a DIP envelope; the manifest is JSON', async () => {
   const r = await request(base + '/nope')
   assert.equal(r.statusCode, 404)
@@ -217,7 +318,7 @@ test('unknown routes answer a DIP envelope; the manifest is JSON', async () => {
   assert.equal(j.limits.maxIdsPerGet, limits.maxIdsPerGet)
 })
 
-test('every sync answer and the manifest are signed over "dip-response:" + body; blobs are not', async () => {
+test('every sync answer and the manifest are signed over "dip-response:" + body, blob errors too; blob bytes are not', async () => {
   const { verify } = await import('../../src/crypto/ed25519.js')
   const check = async (res: Awaited<ReturnType<typeof request>>) => {
     const body = Buffer.from(await res.body.arrayBuffer())
@@ -230,9 +331,16 @@ test('every sync answer and the manifest are signed over "dip-response:" + body;
   await check(await request(base + '/api/sync/list', { method: 'POST', body: '<oops' }))
   await check(await request(base + '/api/sync/nope/', { method: 'POST', body: '' }))
   await check(await request(base + '/.well-known/dip.json'))
-  const blob = await request(`${base}/api/sync/blob/sha256:${'0'.repeat(64)}`)
-  await blob.body.dump()
-  assert.equal(blob.statusCode, 404)
+  const missing = await request(`${base}/api/sync/blob/sha256:${'0'.repeat(64)}`)
+  assert.equal(missing.statusCode, 404)
+  await check(missing)
+  const bytes = Buffer.from('signed by its hash')
+  const att = { hash: 'sha256:' + createHash('sha256').update(bytes).digest('hex'), mimetype: 'text/plain', name: 'a.txt', size: bytes.length }
+  const post = makePost(alice, { localId: 500, attachments: [att] })
+  await call('/api/sync/put', putRequestXml([post.xml.replace('</model>', `<attachment-data hash="${att.hash}">${bytes.toString('base64')}</attachment-data></model>`)]))
+  const blob = await request(`${base}/api/sync/blob/${att.hash}`)
+  assert.equal(blob.statusCode, 200)
+  assert.deepEqual(Buffer.from(await blob.body.arrayBuffer()), bytes)
   assert.equal(blob.headers['dip-signature'], undefined)
 })
 
