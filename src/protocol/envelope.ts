@@ -345,7 +345,7 @@ export function readListAnswer(root: XmlElement): Result<{ rows: ListRowIn[]; ne
     if (!id?.ok || !time?.ok || !/^sha256:[0-9a-f]{64}$/.test(hash) || !m.attrs.name || !m.attrs.version) return bad('a list row is malformed')
     rows.push({ name: m.attrs.name, version: m.attrs.version, id: formatId(id.value), updateTime, updateTimeKey: time.value, hash })
   }
-  return ok({ rows, next: text(nextEl), more: firstChild(root, 'more') !== undefined })
+  return ok({ rows, next: rawText(nextEl), more: firstChild(root, 'more') !== undefined })
 }
 
 export function readGetAnswer(root: XmlElement): Result<XmlElement[]> {

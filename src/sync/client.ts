@@ -16,11 +16,30 @@ import { readResponseHead, RESPONSE_PREFIX, type ResponseHead } from '../protoco
 import { parseXml, type Take, type XmlElement } from '../protocol/xml.js'
 
 export interface ClientOptions {
-  /** bytes; a larger answer is refused */
+  /** bytes; a larger answer is refused (list answers: at most MAX_LIST_ANSWER_BYTES) */
   maxResponseBytes?: number
-  /** ms for the whole exchange */
+  /** ms the peer may keep silent: until the answer's headers, and between its body's chunks */
   timeoutMs?: number
+  /** a body arriving slower than this on average, once `slowGraceMs` (SLOW_GRACE_MS) have passed, is given up (default MIN_BYTES_PER_S) */
+  minBytesPerSecond?: number
+  slowGraceMs?: number
 }
+
+/**
+ * A list page is ids, times and hashes: ~400 bytes a row, ~400 KB for
+ * PROTOCOL.md's 1,000. A peer's larger answer is refused before the puller
+ * holds it (a 400 MB list answer took a puller to 1.7 GB).
+ */
+export const MAX_LIST_ANSWER_BYTES = 32 * 1024 * 1024
+
+/**
+ * A peer that sends its answer a byte at a time never stays silent for
+ * timeoutMs, and would hold a pull for ever: after SLOW_GRACE_MS of body, an
+ * answer must have come at MIN_BYTES_PER_S on average (8 kbit/s, a floor no
+ * working link is under).
+ */
+export const MIN_BYTES_PER_S = 1024
+export const SLOW_GRACE_MS = 30_000
 
 export interface Answer {
   head: ResponseHead
@@ -54,6 +73,8 @@ export class DipClient {
   readonly base: string
   readonly #maxBytes: number
   readonly #timeoutMs: number
+  readonly #minBytesPerMs: number
+  readonly #slowGraceMs: number
   /** bytes received and requests sent, for summaries and benchmarks */
   bytesIn = 0
   bytesOut = 0
@@ -72,16 +93,18 @@ export class DipClient {
     this.base = url.href.replace(/\/+$/, '')
     this.#maxBytes = options.maxResponseBytes ?? 512 * 1024 * 1024
     this.#timeoutMs = options.timeoutMs ?? 60_000
+    this.#minBytesPerMs = (options.minBytesPerSecond ?? MIN_BYTES_PER_S) / 1000
+    this.#slowGraceMs = options.slowGraceMs ?? SLOW_GRACE_MS
   }
 
   /**
    * One exchange; a 429 or 503 is tried again after the peer's Retry-After
    * (or 0.25, 0.5, 1, 2 s), at most RETRIES times and never past 30 s of waiting.
    */
-  async #fetch(path: string, init: { method: 'GET' | 'POST'; body?: Buffer; headers?: Record<string, string> }): Promise<Received> {
+  async #fetch(path: string, init: { method: 'GET' | 'POST'; body?: Buffer; headers?: Record<string, string> }, maxBytes = this.#maxBytes): Promise<Received> {
     let waited = 0
     for (let attempt = 0; ; attempt++) {
-      const res = await this.#fetchOnce(path, init)
+      const res = await this.#fetchOnce(path, init, maxBytes)
       if ((res.status !== 429 && res.status !== 503) || attempt >= RETRIES) return res
       const after = Number(res.headers['retry-after'])
       const ms = Math.min(Number.isFinite(after) && after >= 0 ? after * 1000 : 250 * 2 ** attempt, 30_000 - waited)
@@ -91,7 +114,7 @@ export class DipClient {
     }
   }
 
-  async #fetchOnce(path: string, init: { method: 'GET' | 'POST'; body?: Buffer; headers?: Record<string, string> }): Promise<Received> {
+  async #fetchOnce(path: string, init: { method: 'GET' | 'POST'; body?: Buffer; headers?: Record<string, string> }, maxBytes: number): Promise<Received> {
     this.requests++
     this.bytesOut += init.body?.length ?? 0
     let res
@@ -108,12 +131,18 @@ export class DipClient {
     }
     const chunks: Buffer[] = []
     let size = 0
+    const bodyStart = performance.now()
     try {
       for await (const chunk of res.body) {
         size += (chunk as Buffer).length
-        if (size > this.#maxBytes) {
+        if (size > maxBytes) {
           res.body.destroy()
-          throw new DipError('DIP_PEER_RESPONSE_INVALID', `answer from ${this.base} is over ${this.#maxBytes} bytes`)
+          throw new DipError('DIP_PEER_RESPONSE_INVALID', `answer from ${this.base} is over ${maxBytes} bytes`)
+        }
+        const late = performance.now() - bodyStart - this.#slowGraceMs
+        if (late > 0 && size < late * this.#minBytesPerMs) {
+          res.body.destroy()
+          throw new DipError('DIP_PEER_UNREACHABLE', `${this.base} sends its answer at under ${Math.round(this.#minBytesPerMs * 1000)} bytes/s`)
         }
         chunks.push(chunk as Buffer)
       }
@@ -188,7 +217,8 @@ export class DipClient {
   async call(type: string, xml: string, headers?: Record<string, string | undefined>, take?: Take): Promise<Answer> {
     const extra: Record<string, string> = {}
     for (const [k, v] of Object.entries(headers ?? {})) if (v !== undefined) extra[k] = v
-    const res = await this.#fetch(`/api/sync/${type}/`, { method: 'POST', body: Buffer.from(xml, 'utf8'), headers: extra })
+    const max = type === 'list' ? Math.min(this.#maxBytes, MAX_LIST_ANSWER_BYTES) : this.#maxBytes
+    const res = await this.#fetch(`/api/sync/${type}/`, { method: 'POST', body: Buffer.from(xml, 'utf8'), headers: extra }, max)
     // A bare 403 (a proxy, an origin that refuses this node) is a refusal, whatever its body (Tent passes it through).
     if (res.status === 403 && res.headers['dip-signature'] === undefined) {
       throw new DipError('DIP_PEER_ERROR', `${this.base} refused the request (HTTP 403)`, { peerCode: 'DIP_REFUSED' })

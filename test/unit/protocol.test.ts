@@ -6,6 +6,7 @@ import { formatId, parseIdElement, parseIdText, type GlobalId } from '../../src/
 import { EPOCH, MAX_TIME, parseContentTime, parseFilterTime, timeKeyFromMs } from '../../src/protocol/time.js'
 import { isCompatible, parseVersion } from '../../src/protocol/version.js'
 import { MAX_DEPTH, parseXml } from '../../src/protocol/xml.js'
+import { readListAnswer } from '../../src/protocol/envelope.js'
 import { postModel, type PostFields } from '../../src/model/post/post.js'
 import { xmlTree as tree } from '../arbitraries.js'
 
@@ -141,6 +142,16 @@ test('times compare as integer microseconds whatever the written form', () => {
   assert.equal(zero.value, EPOCH)
   assert.equal(timeKeyFromMs(1e20), MAX_TIME)
   assert.equal(code(parseFilterTime('yesterday')), 'DIP_FILTER_INVALID')
+})
+
+test('a list answer: its cursor is kept exactly as sent, whitespace included (PROTOCOL.md §1: echoed exactly)', () => {
+  for (const next of [' STORE.5 ', 'a\n\tb', '']) {
+    const root = parseXml(`<response><status>success</status><models/><next>${next}</next></response>`)
+    assert.ok(root.ok)
+    const l = readListAnswer(root.value)
+    assert.ok(l.ok)
+    assert.equal(l.value.next, next)
+  }
 })
 
 test('versions: MAJOR.MINOR, same major is compatible', () => {
