@@ -16,6 +16,7 @@
 //   D!<target>                       a link target not held yet (id or blob hash)
 //   B!<hash>                         attachment bytes;  BM!<hash>  its mimetype
 //   C!<name>                         a pull checkpoint (the peer's durable cursor)
+//   W!<name>\0<id>                   an id that pull listed and its get left out: "<hash> <time key>", asked again next time
 //   P!<base URL>                     a peer: pinned node key and life, proof, sender policy, push/pull, counts (JSON)
 //   Q!<base URL>                     a push peer's outbox: the store-order position it acknowledged (JSON)
 //   N!<key>                          a banned sender key
@@ -121,7 +122,18 @@ export interface PushState {
 export type CommitStatus = 'stored' | 'duplicate' | 'stale'
 
 /** A pull's checkpoint, written in the same batch as the models; or a function asked for it inside the commit. */
-export type Checkpoint = { name: string; cursor: string } | (() => { name: string; cursor: string } | undefined)
+/** What a pull writes with a batch of models, under its checkpoint's name. */
+export interface CheckpointWrite {
+  name: string
+  /** the peer's cursor to keep (undefined: the kept one stays) */
+  cursor?: string | undefined
+  /** listed ids the get answer left out, to ask for again the next time (W!) */
+  later?: Want[] | undefined
+  /** ids asked for again and done with: held now, or left out once more */
+  settled?: string[] | undefined
+}
+
+export type Checkpoint = CheckpointWrite | (() => CheckpointWrite | undefined)
 
 export interface ListQuery {
   model: string
@@ -145,6 +157,8 @@ export interface ListPage {
   /** true iff more matching rows follow the page */
   more: boolean
 }
+
+const laterKey = (checkpoint: string, id: string) => `W!${checkpoint}\0${id}`
 
 export interface Want {
   id: string
@@ -696,7 +710,11 @@ export class GraphStore {
     for (const t of newTargets) {
       if (!storedIds.has(t) && !(idSet.has(t) ? current.has(t) : linkedHeld.has(t))) ops.push({ type: 'put', key: `D!${t}`, value: '' })
     }
-    if (cp) ops.push({ type: 'put', key: `C!${cp.name}`, value: cp.cursor })
+    if (cp) {
+      if (cp.cursor !== undefined) ops.push({ type: 'put', key: `C!${cp.name}`, value: cp.cursor })
+      if (cp.later) for (const w of cp.later) ops.push({ type: 'put', key: laterKey(cp.name, w.id), value: `${w.hash} ${w.timeKey}` })
+      if (cp.settled) for (const id of cp.settled) ops.push({ type: 'del', key: laterKey(cp.name, id) })
+    }
     if (seq !== this.#lastSeq) ops.push({ type: 'put', key: 'X!seq', value: String(seq) })
     const dead = this.#deadAfter(replaced)
     for (const o of deadOps(dead)) ops.push(o)
@@ -888,6 +906,17 @@ export class GraphStore {
 
   async checkpoint(name: string): Promise<string | undefined> {
     return this.#db.get(`C!${name}`)
+  }
+
+  /** Ids a pull under this checkpoint found missing (`later` of its commits), at most `limit`, to ask for again. */
+  async later(name: string, limit: number): Promise<Want[]> {
+    const prefix = laterKey(name, '')
+    const out: Want[] = []
+    for await (const [key, value] of this.#db.iterator({ gt: prefix, lt: `W!${name}\x01`, limit })) {
+      const space = value.indexOf(' ')
+      out.push({ id: key.slice(prefix.length), hash: value.slice(0, space), timeKey: value.slice(space + 1) })
+    }
+    return out
   }
 
   async peer(url: string): Promise<PeerRecord | undefined> {

@@ -28,7 +28,7 @@ import { DipClient, type Answer, type Manifest } from './client.js'
 import { followRotations, verifyProof, type Proof } from '../trust/chain.js'
 import { formatVersion, parseVersion, type Version } from '../protocol/version.js'
 import { REQUEST_VERSIONS } from '../protocol/envelope.js'
-import type { PeerRecord } from '../store/graph-store.js'
+import type { CheckpointWrite, PeerRecord, Want } from '../store/graph-store.js'
 
 export interface PullFilter {
   /** filter times as the wire accepts them (content time, `YYYY-MM-DD HH:MM:SS`, Unix seconds) */
@@ -71,6 +71,8 @@ const MAX_PULL_RETRIES = 100
 /** The waits between two tries of a pull: the first, and the longest. */
 const RETRY_FIRST_MS = 1000
 const RETRY_MAX_MS = 60_000
+/** At most this many ids found missing earlier are asked for again by one pull (the rest by the next). */
+const ASK_AGAIN_MAX = 10_000
 
 export interface PullProgress {
   listed: number
@@ -93,8 +95,10 @@ export interface PullSummary {
   duplicate: number
   /** rejected models by code */
   rejected: Record<string, number>
-  /** listed ids the peer did not return on get */
+  /** listed ids the peer did not return on get (asked for again by the next pull of the same filter) */
   missing: number
+  /** ids an earlier pull of the same filter found missing, asked for again first */
+  askedAgain?: number
   /** set when options.signal stopped the pull before it had listed and fetched everything */
   interrupted?: true
   /** how many times the pull went on after a failure of the link (options.retries) */
@@ -269,7 +273,8 @@ export async function pull(deps: PullDeps, options: PullOptions): Promise<PullSu
     return { name: cpName, cursor }
   }
 
-  async function fetchBatch(rows: ListRowIn[], page: number): Promise<void> {
+  /** Gets and commits one batch of listed rows; `page` undefined: ids found missing before, asked for again. */
+  async function fetchBatch(rows: Pick<ListRowIn, 'id' | 'hash' | 'updateTimeKey'>[], page: number | undefined): Promise<void> {
     const asked = new Set(rows.map((r) => r.id))
     const staged: StagedModel[] = []
     const got = new Set<string>()
@@ -302,11 +307,21 @@ export async function pull(deps: PullDeps, options: PullOptions): Promise<PullSu
     for (const el of rest.value) consider(el)
     for (const [code, n] of Object.entries(rejected)) s.rejected[code] = (s.rejected[code] ?? 0) + n
     s.fetched += staged.length
-    s.missing += rows.length - got.size
+    s.missing += asked.size - got.size // a row listed twice is asked for once
+    // PROTOCOL.md §7 omits what a node lacks: the model may have been
+    // replaced or removed between list and get, or the peer failed to read
+    // it. The next pull of this filter asks for it once more (W! rows, kept
+    // in the same batch), since the cursor kept here passes its row.
+    const left: Want[] = []
+    if (page !== undefined && got.size < asked.size) {
+      for (const r of new Map(rows.map((x) => [x.id, x])).values()) if (!got.has(r.id)) left.push({ id: r.id, hash: r.hash, timeKey: r.updateTimeKey })
+    }
     // Evaluated inside the store's commit: this batch counts as done there, in commit order.
-    const checkpoint = () => {
+    const checkpoint = (): CheckpointWrite | undefined => {
+      if (page === undefined) return { name: cpName, settled: rows.map((r) => r.id) } // asked again: done with, whatever came
       pages[page]!.pending--
-      return advance()
+      const moved = advance()
+      return left.length === 0 ? moved : { name: cpName, cursor: moved?.cursor, later: left }
     }
     for (const r of await deps.ingest.accept(staged, { policy: senderPolicy, origin: client.base, via: 'pull', checkpoint, timing: stages })) {
       if (r.status === 'stored') s.stored++
@@ -325,6 +340,9 @@ export async function pull(deps: PullDeps, options: PullOptions): Promise<PullSu
   const listPages = async (): Promise<void> => {
     let restarted = false
     let renegotiated = false
+    // The cursors this listing was given: a peer that gives one again, with
+    // <more/>, would have the pull list in a circle for ever.
+    const given = new Set<string>()
     for (;;) {
       if (failure || signal?.aborted) break
       const t0 = performance.now()
@@ -346,6 +364,7 @@ export async function pull(deps: PullDeps, options: PullOptions): Promise<PullSu
         if (page.head.code === 'DIP_CURSOR_INVALID' && after !== undefined && !restarted) {
           after = undefined
           restarted = true
+          given.clear()
           continue
         }
         throw client.peerError(page.head)
@@ -365,22 +384,44 @@ export async function pull(deps: PullDeps, options: PullOptions): Promise<PullSu
       report()
       if (signal?.aborted) break
       // The cursor is a slice of the list answer: kept as a copy, or every page's body would live until the pull ends.
-      const pageNo = pages.push({ next: detached(answer.value.next), pending: Math.ceil(todo.length / batchSize) }) - 1
+      const next = detached(answer.value.next)
+      const pageNo = pages.push({ next, pending: Math.ceil(todo.length / batchSize) }) - 1
       for (let i = 0; i < todo.length; i += batchSize) {
         const batch = todo.slice(i, i + batchSize)
         queue.add(() => fetchBatch(batch, pageNo)).catch(fail)
       }
       if (!answer.value.more) {
-        after = answer.value.next
+        after = next
         break
       }
-      // <more/> means the page was cut at its limit: it must bring rows and move the cursor.
-      if (answer.value.rows.length === 0 || answer.value.next === after) {
+      // <more/> means the page was cut at its limit: it must bring rows and move the cursor to a place not seen yet.
+      if (answer.value.rows.length === 0 || next === after) {
         throw new DipError('DIP_PEER_RESPONSE_INVALID', `${client.base} answered <more/> without progress`)
       }
-      after = answer.value.next
+      if (after !== undefined) given.add(after)
+      if (given.has(next)) throw new DipError('DIP_PEER_RESPONSE_INVALID', `${client.base} listed in a circle: it gave a cursor it had given before`)
+      after = next
       // Bounded memory: list ahead only while few batches wait.
       await queue.onSizeLessThan(2)
+    }
+  }
+
+  // Ids an earlier pull of this filter listed and was not given: asked for
+  // once more, before the listing (a full pull lists everything anyway).
+  if (!options.full) {
+    const earlier = await deps.store.later(cpName, ASK_AGAIN_MAX)
+    if (earlier.length > 0) {
+      const banned = deps.ingest.banned
+      const todo = await deps.store.wanted(banned.size === 0 ? earlier : earlier.filter((w) => !banned.has(w.id.split('::')[1]!)))
+      const asking = new Set(todo.map((w) => w.id))
+      const done = earlier.filter((w) => !asking.has(w.id)).map((w) => w.id)
+      if (done.length > 0) await deps.store.commit([], { name: cpName, settled: done }) // held since, or banned
+      s.askedAgain = todo.length
+      progress.wanted += todo.length
+      for (let i = 0; i < todo.length; i += batchSize) {
+        const batch = todo.slice(i, i + batchSize).map((w) => ({ id: w.id, hash: w.hash, updateTimeKey: w.timeKey }))
+        queue.add(() => fetchBatch(batch, undefined)).catch(fail)
+      }
     }
   }
 

@@ -4,11 +4,13 @@
 // replies before their thread, and versions of one id arriving in any order.
 import { after, before, describe, test } from 'node:test'
 import assert from 'node:assert/strict'
+import { createServer as createHttpServer } from 'node:http'
 import { createServer as createNetServer } from 'node:net'
 import { startDaemon, openNode, type Daemon } from '../../src/daemon.js'
 import { DipError } from '../../src/errors.js'
 import { generateKeyPair, sign } from '../../src/crypto/ed25519.js'
 import { listXml, type ListRowOut } from '../../src/protocol/envelope.js'
+import { DipClient, MAX_LIST_ANSWER_BYTES } from '../../src/sync/client.js'
 import type { StagedModel } from '../../src/model/signed.js'
 import {
   closedPort,
@@ -287,6 +289,125 @@ describe('pull from a hostile peer', () => {
     assert.ok(outcome instanceof DipError, `expected a DipError, got ${String(outcome)}`)
     assert.equal(outcome.code, 'DIP_PEER_RESPONSE_INVALID')
     assert.deepEqual(await B.node.list(), before)
+  })
+
+  test('a peer that lists in a circle (a cursor it gave before, with <more/>): DIP_PEER_RESPONSE_INVALID (bounded)', async () => {
+    const models = [served(signPost(author, { localId: 'circle-1', updateTime: '2024-04-03T00:00:00Z' }))]
+    const ok = honest(() => models)
+    const sent: (string | undefined)[] = []
+    // c1 -> c2 -> c1 -> …: every page brings rows and a cursor other than the one asked with.
+    const peer = await fakePeer(peerKey, (type, body) => {
+      if (type !== 'list') return ok(type, body)
+      const after = /<after>([^<]*)<\/after>/.exec(body.toString('utf8'))?.[1]
+      sent.push(after)
+      return { body: listXml(listRows(models), after === 'c1' ? 'c2' : 'c1', true) }
+    })
+    peers.push(peer)
+    const outcome = await Promise.race([
+      B.node.pull(peer.url, {}).then(
+        () => 'resolved',
+        (e: unknown) => e,
+      ),
+      new Promise((resolve) => setTimeout(() => resolve('timeout'), 3_000).unref()),
+    ])
+    await peer.close()
+    assert.notEqual(outcome, 'timeout', `the pull was still listing after 3 s (${sent.length} pages)`)
+    assert.ok(outcome instanceof DipError, `expected a DipError, got ${String(outcome)}`)
+    assert.equal(outcome.code, 'DIP_PEER_RESPONSE_INVALID')
+    assert.match(outcome.message, /in a circle/)
+    assert.deepEqual(sent, [undefined, 'c1', 'c2'])
+  })
+
+  test('ids listed but left out of the get answer are asked for again by the next pull, once', async () => {
+    const models = [1, 2, 3, 4].map((i) => served(signPost(author, { localId: `later-${i}`, updateTime: '2024-04-05T00:00:00Z' })))
+    let omit = new Set([models[1]!.idText, models[2]!.idText])
+    const gets: string[][] = []
+    const peer = await fakePeer(peerKey, (type, body) => {
+      if (type === 'list') {
+        // The kept cursor: nothing new since.
+        const after = /<after>([^<]*)<\/after>/.exec(body.toString('utf8'))?.[1]
+        return { body: listXml(after === 'cursor-1' ? [] : listRows(models), 'cursor-1', false) }
+      }
+      if (type !== 'get') return { status: 404, body: '<response><status>error</status><code>DIP_NOT_FOUND</code><description/></response>' }
+      const ids = idsInGet(body)
+      gets.push(ids)
+      const xml = models.filter((m) => ids.includes(m.idText) && !omit.has(m.idText)).map((m) => m.xml)
+      return { body: `<response><status>success</status><models>${xml.join('')}</models></response>` }
+    })
+    peers.push(peer)
+    const first = await B.node.pull(peer.url, {})
+    assert.deepEqual([first.stored, first.missing, first.askedAgain], [2, 2, undefined])
+    // The peer has found one of them again; the other stays away.
+    omit = new Set([models[2]!.idText])
+    const second = await B.node.pull(peer.url, {})
+    assert.deepEqual([second.listed, second.askedAgain, second.stored, second.missing], [0, 2, 1, 1])
+    assert.deepEqual(gets[1]!.sort(), [models[1]!.idText, models[2]!.idText].sort())
+    // Asked once more, then let go: the third pull asks nothing.
+    const third = await B.node.pull(peer.url, {})
+    assert.deepEqual([third.askedAgain, third.stored, gets.length], [undefined, 0, 2])
+    const held = new Set((await B.node.list()).map((r) => r.id))
+    assert.deepEqual(models.map((m) => held.has(m.idText)), [true, true, false, true])
+    await peer.close()
+  })
+
+  test('a peer that lists every row twice: each fetched once, none counted missing', async () => {
+    const models = [1, 2, 3].map((i) => served(signPost(author, { localId: `twice-${i}`, updateTime: '2024-04-04T00:00:00Z' })))
+    const ok = honest(() => models)
+    const peer = await fakePeer(peerKey, (type, body) => (type === 'list' ? { body: listXml(listRows([...models, ...models]), 'cursor-1', false) } : ok(type, body)))
+    peers.push(peer)
+    const s = await B.node.pull(peer.url, {})
+    await peer.close()
+    assert.deepEqual([s.listed, s.fetched, s.stored, s.missing], [6, 3, 3, 0])
+  })
+
+  test('a list answer over MAX_LIST_ANSWER_BYTES is refused as it arrives (DIP_PEER_RESPONSE_INVALID)', async () => {
+    const padded = `<response><status>success</status><models>${' '.repeat(MAX_LIST_ANSWER_BYTES)}</models><next>x</next></response>`
+    const peer = await fakePeer(peerKey, () => ({ body: padded }))
+    peers.push(peer)
+    const client = new DipClient(peer.url)
+    await assert.rejects(client.call('list', '<request type="list" version="1.0"><model name="post" version="1.1"/></request>'), (e: unknown) => {
+      isDip('DIP_PEER_RESPONSE_INVALID')(e)
+      assert.match((e as Error).message, new RegExp(`over ${MAX_LIST_ANSWER_BYTES} bytes`))
+      return true
+    })
+    await peer.close()
+  })
+
+  test('a peer that sends its answer a byte at a time: given up once under the floor rate (DIP_PEER_UNREACHABLE)', async () => {
+    const body = Buffer.from('<response><status>success</status><models/></response>')
+    let sentWhenClosed = -1
+    const server = createHttpServer((req, res) => {
+      req.resume()
+      req.on('end', () => {
+        res.writeHead(200, { 'content-type': 'application/xml; charset=utf-8', 'content-length': String(body.length) })
+        let i = 0
+        const drip = setInterval(() => {
+          if (res.destroyed || i >= body.length) return clearInterval(drip)
+          res.write(body.subarray(i, ++i))
+        }, 50)
+        res.on('close', () => {
+          clearInterval(drip)
+          sentWhenClosed = i
+        })
+      })
+    })
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()))
+    try {
+      const addr = server.address()
+      assert.ok(typeof addr === 'object' && addr)
+      // Never silent for 50 ms, so only the floor stops it: 20 bytes/s against 1,000 once 300 ms have passed.
+      const client = new DipClient(`http://127.0.0.1:${addr.port}`, { timeoutMs: 2_000, minBytesPerSecond: 1_000, slowGraceMs: 300 })
+      await assert.rejects(client.call('get', '<request type="get" version="1.0"/>'), (e: unknown) => {
+        isDip('DIP_PEER_UNREACHABLE')(e)
+        assert.match((e as Error).message, /under 1000 bytes\/s/)
+        return true
+      })
+      for (let i = 0; i < 100 && sentWhenClosed < 0; i++) await new Promise((r) => setTimeout(r, 20))
+      assert.ok(sentWhenClosed >= 0 && sentWhenClosed < body.length, `the client hung up before the whole body came (${sentWhenClosed} of ${body.length} bytes sent)`)
+    } finally {
+      server.closeAllConnections()
+      await new Promise<void>((resolve) => server.close(() => resolve()))
+    }
   })
 
   test('an unreachable peer (closed port): DIP_PEER_UNREACHABLE, store unchanged', async () => {
