@@ -66,6 +66,9 @@ function honest(models: () => Served[]) {
   }
 }
 
+/** The cursor a list request was sent with. */
+const afterIn = (body: Buffer) => /<after>([^<]*)<\/after>/.exec(body.toString('utf8'))?.[1]
+
 /** Changes one byte of the text of a signed model, after signing. */
 function tamper(m: StagedModel, from: string, to: string): string {
   assert.equal(from.length, to.length)
@@ -90,6 +93,16 @@ describe('pull from a hostile peer', () => {
     dirs.push(dir)
     B = await startDaemon({ dataDir: dir, host: '127.0.0.1', port: 0 })
   })
+
+  /** What B's pull of `url` came to (its summary or its error), or 'timeout' if it ran longer than `ms`. */
+  const pullWithin = (url: string, ms: number): Promise<unknown> =>
+    Promise.race([
+      B.node.pull(url, {}).then(
+        (summary) => summary,
+        (e: unknown) => e,
+      ),
+      new Promise((resolve) => setTimeout(() => resolve('timeout'), ms).unref()),
+    ])
 
   after(async () => {
     for (const p of peers) await p.close().catch(() => {})
@@ -251,7 +264,7 @@ describe('pull from a hostile peer', () => {
     const ok = honest(() => models)
     const peer = await fakePeer(peerKey, (type, body) => {
       if (type === 'list') {
-        const after = /<after>([^<]*)<\/after>/.exec(body.toString('utf8'))?.[1]
+        const after = afterIn(body)
         lists.push(after)
         if (after !== undefined) return { status: 400, body: '<response><status>error</status><code>DIP_CURSOR_INVALID</code><description/></response>' }
       }
@@ -276,13 +289,7 @@ describe('pull from a hostile peer', () => {
     })
     peers.push(peer)
     const before = await B.node.list()
-    const outcome = await Promise.race([
-      B.node.pull(peer.url, {}).then(
-        () => 'resolved',
-        (e: unknown) => e,
-      ),
-      new Promise((resolve) => setTimeout(() => resolve('timeout'), 3_000).unref()),
-    ])
+    const outcome = await pullWithin(peer.url, 3_000)
     // Stop a runaway pull: with the peer gone its next request fails.
     await peer.close()
     assert.notEqual(outcome, 'timeout', `the pull was still listing after 3 s (${pages} pages of nothing)`)
@@ -298,18 +305,12 @@ describe('pull from a hostile peer', () => {
     // c1 -> c2 -> c1 -> …: every page brings rows and a cursor other than the one asked with.
     const peer = await fakePeer(peerKey, (type, body) => {
       if (type !== 'list') return ok(type, body)
-      const after = /<after>([^<]*)<\/after>/.exec(body.toString('utf8'))?.[1]
+      const after = afterIn(body)
       sent.push(after)
       return { body: listXml(listRows(models), after === 'c1' ? 'c2' : 'c1', true) }
     })
     peers.push(peer)
-    const outcome = await Promise.race([
-      B.node.pull(peer.url, {}).then(
-        () => 'resolved',
-        (e: unknown) => e,
-      ),
-      new Promise((resolve) => setTimeout(() => resolve('timeout'), 3_000).unref()),
-    ])
+    const outcome = await pullWithin(peer.url, 3_000)
     await peer.close()
     assert.notEqual(outcome, 'timeout', `the pull was still listing after 3 s (${sent.length} pages)`)
     assert.ok(outcome instanceof DipError, `expected a DipError, got ${String(outcome)}`)
@@ -325,7 +326,7 @@ describe('pull from a hostile peer', () => {
     const peer = await fakePeer(peerKey, (type, body) => {
       if (type === 'list') {
         // The kept cursor: nothing new since.
-        const after = /<after>([^<]*)<\/after>/.exec(body.toString('utf8'))?.[1]
+        const after = afterIn(body)
         return { body: listXml(after === 'cursor-1' ? [] : listRows(models), 'cursor-1', false) }
       }
       if (type !== 'get') return { status: 404, body: '<response><status>error</status><code>DIP_NOT_FOUND</code><description/></response>' }
