@@ -64,7 +64,7 @@ function printSummary(s: PullSummary): void {
   lines.push(`  rejected  ${rejected.reduce((n, [, c]) => n + c, 0)}`)
   for (const [code, n] of rejected) lines.push(`    ${code} ${n}`)
   if (s.askedAgain) lines.push(`  asked again ${s.askedAgain} (listed by an earlier pull, not returned then)`)
-  if (s.missing > 0) lines.push(`  missing   ${s.missing} (listed, not returned by get: asked again next time)`)
+  if (s.missing > 0) lines.push(`  missing   ${s.missing} (listed, not returned by get; the next pull asks for each once more)`)
   const st = s.stages
   const sec = (ms: number) => `${(ms / 1000).toFixed(1)} s`
   lines.push(`  time in stages (overlapping): list ${sec(st.listMs)}, get ${sec(st.getMs)} (staging ${sec(st.stageMs)}), checks ${sec(st.verifyMs)}, commits ${sec(st.commitMs)}`)

@@ -121,7 +121,6 @@ export interface PushState {
 
 export type CommitStatus = 'stored' | 'duplicate' | 'stale'
 
-/** A pull's checkpoint, written in the same batch as the models; or a function asked for it inside the commit. */
 /** What a pull writes with a batch of models, under its checkpoint's name. */
 export interface CheckpointWrite {
   name: string
@@ -133,6 +132,7 @@ export interface CheckpointWrite {
   settled?: string[] | undefined
 }
 
+/** A pull's checkpoint, written in the same batch as the models; or a function asked for it inside the commit. */
 export type Checkpoint = CheckpointWrite | (() => CheckpointWrite | undefined)
 
 export interface ListQuery {
