@@ -396,6 +396,13 @@ async function moveRows(db: Db, log: ModelLog, pick: (r: Row) => boolean, read: 
 }
 
 /**
+ * Every write of a running store reaches the disk before it is acknowledged:
+ * an OS crash or a power cut loses no commit a client was told of (the
+ * model log is synced before each batch, and so is LevelDB's own log now).
+ */
+const SYNC = { sync: true } as const
+
+/**
  * One atomic batch, built op by op (a chained batch): classic-level copies
  * each key and value as it is added, where an array batch first reads every
  * op's properties from JavaScript, at twice the main thread's time (3,000
@@ -431,6 +438,8 @@ export class GraphStore {
   #lastSeq = 0
   #storeId = ''
   #lock: Promise<unknown> = Promise.resolve()
+  /** the first write that failed: the store takes no more (#write) */
+  #failed: Error | undefined
   readonly #listeners = new Set<(lastSeq: number) => void>()
 
   /** dead bytes by model log segment (X!dead!) */
@@ -475,10 +484,11 @@ export class GraphStore {
   }
 
   /** The in-memory twin (tests, dry runs). */
-  static async openMemory(): Promise<GraphStore> {
+  /** The in-memory twin; `log` holds its model bytes (a test may hand one in that fails). */
+  static async openMemory(log: ModelLog = new MemoryModelLog()): Promise<GraphStore> {
     const db = new MemoryLevel<string, string>({ keyEncoding: 'utf8', valueEncoding: 'utf8' })
     await db.open()
-    return GraphStore.#init(db, new MemoryModelLog())
+    return GraphStore.#init(db, log)
   }
 
   /** `valuesDir`: where a layout 3 store kept its model bytes (none for the in-memory twin). */
@@ -558,7 +568,7 @@ export class GraphStore {
 
   /** Sets dead-byte counts (undefined drops one). */
   async #setDead(counts: Map<number, number | undefined>): Promise<void> {
-    await writeBatch(this.#db, deadOps(counts))
+    await this.#write(() => writeBatch(this.#db, deadOps(counts), SYNC))
     this.#deadWritten(counts)
   }
 
@@ -609,9 +619,30 @@ export class GraphStore {
   }
 
   /** Writes a commit's operations: the model bytes it added first, synced, then its batch (see the header). */
-  async #batch(ops: Op[]): Promise<void> {
-    await this.#log.flush()
-    await writeBatch(this.#db, ops)
+  #batch(ops: Op[]): Promise<void> {
+    return this.#write(async () => {
+      await this.#log.flush()
+      await writeBatch(this.#db, ops, SYNC)
+    })
+  }
+
+  /**
+   * Runs one write. The first that fails (a full disk, say) stops the store
+   * writing until it is opened again: LevelDB 1.20 would put the writes
+   * after it behind a torn record in its log, and its recovery drops what
+   * follows such a record, so commits acknowledged since would be lost and
+   * local ids handed out again. Reads go on.
+   */
+  async #write<T>(write: () => Promise<T>): Promise<T> {
+    if (this.#failed !== undefined) {
+      throw new DipError('DIP_UNAVAILABLE', `the store takes no writes since one failed (${this.#failed.message}): restart the node once the cause is mended`, { cause: this.#failed })
+    }
+    try {
+      return await write()
+    } catch (cause) {
+      this.#failed = cause instanceof Error ? cause : new Error(String(cause))
+      throw new DipError('DIP_UNAVAILABLE', `a write to the store failed (${this.#failed.message}); it takes no more until the node restarts`, { cause })
+    }
   }
 
   #exclusive<T>(fn: () => Promise<T>): Promise<T> {
@@ -925,7 +956,7 @@ export class GraphStore {
   }
 
   async savePeer(p: PeerRecord): Promise<void> {
-    await this.#db.put(`P!${p.url}`, JSON.stringify(p))
+    await this.#write(() => writeBatch(this.#db, [{ type: 'put', key: `P!${p.url}`, value: JSON.stringify(p) }], SYNC))
   }
 
   async peers(): Promise<PeerRecord[]> {
@@ -936,10 +967,16 @@ export class GraphStore {
 
   async removePeer(url: string): Promise<boolean> {
     const had = (await this.#db.get(`P!${url}`)) !== undefined
-    await this.#db.batch([
-      { type: 'del', key: `P!${url}` },
-      { type: 'del', key: `Q!${url}` },
-    ])
+    await this.#write(() =>
+      writeBatch(
+        this.#db,
+        [
+          { type: 'del', key: `P!${url}` },
+          { type: 'del', key: `Q!${url}` },
+        ],
+        SYNC,
+      ),
+    )
     return had
   }
 
@@ -949,7 +986,7 @@ export class GraphStore {
   }
 
   async savePushState(url: string, state: PushState): Promise<void> {
-    await this.#db.put(`Q!${url}`, JSON.stringify(state))
+    await this.#write(() => writeBatch(this.#db, [{ type: 'put', key: `Q!${url}`, value: JSON.stringify(state) }], SYNC))
   }
 
   async bannedKeys(): Promise<string[]> {
@@ -978,13 +1015,13 @@ export class GraphStore {
       await this.#batch(ops)
       this.#deadWritten(dead)
       // The banned models' bytes are overwritten too, not only unnamed.
-      await this.#log.scrub(rows.flatMap((r) => (r.p === undefined ? [] : [r.p])))
+      await this.#write(() => this.#log.scrub(rows.flatMap((r) => (r.p === undefined ? [] : [r.p]))))
       return rows.length
     })
   }
 
   async unban(keyHex: string): Promise<void> {
-    await this.#db.del(`N!${keyHex}`)
+    await this.#write(() => writeBatch(this.#db, [{ type: 'del', key: `N!${keyHex}` }], SYNC))
   }
 
   /**
@@ -1000,7 +1037,7 @@ export class GraphStore {
       // Models of this key may have arrived from elsewhere (a restored key, a pool
       // sharing it): never hand out an id the store already holds.
       for (let tries = 0; tries < 1_000_000 && (await this.#db.get(`I!ed25519::${keyHex}::${local(next)}`)) !== undefined; tries++) next++
-      await this.#db.put('X!local-id', String(next))
+      await this.#write(() => writeBatch(this.#db, [{ type: 'put', key: 'X!local-id', value: String(next) }], SYNC))
       return local(next)
     })
   }

@@ -6,7 +6,8 @@ import { appendFile, readdir, readFile, rm, stat, writeFile } from 'node:fs/prom
 import { join } from 'node:path'
 import { Level } from 'level'
 import { GraphStore, listRow, servedRow } from '../../src/store/graph-store.js'
-import { FileModelLog } from '../../src/store/model-log.js'
+import { FileModelLog, MemoryModelLog } from '../../src/store/model-log.js'
+import { DipError } from '../../src/errors.js'
 import { runGraphStoreSuite } from '../suites/graph-store-suite.js'
 import { tempDir, withTempDir } from '../helpers.js'
 import { generateKeyPair, makePost } from '../factory.js'
@@ -426,4 +427,34 @@ test('leveldb: a store whose model log was lost or cut short is refused (DIP_DAT
     assert.equal(await again.count(), 2)
     await again.close()
   })
+})
+
+test('a write that fails stops the store writing until it is opened again; what it held is still read', async () => {
+  // A full disk, say: LevelDB 1.20 would put later writes behind a torn record in its log, which its recovery drops.
+  class FailingLog extends MemoryModelLog {
+    fail = false
+    override async flush(): Promise<void> {
+      if (this.fail) throw new Error('ENOSPC: no space left on device, write')
+      return super.flush()
+    }
+  }
+  const log = new FailingLog()
+  const store = await GraphStore.openMemory(log)
+  const k = generateKeyPair()
+  const [a, b, c] = [1, 2, 3].map((n) => makePost(k, { localId: n }))
+  const unavailable = (pattern: RegExp) => (e: unknown) => e instanceof DipError && e.code === 'DIP_UNAVAILABLE' && pattern.test(e.message)
+  try {
+    assert.deepEqual(await store.commit([a!]), ['stored'])
+    log.fail = true
+    await assert.rejects(store.commit([b!]), unavailable(/a write to the store failed \(ENOSPC/))
+    log.fail = false // the space is back: the store still takes nothing until it is opened again
+    await assert.rejects(store.commit([c!]), unavailable(/takes no writes since one failed/))
+    await assert.rejects(store.allocateLocalId(k.publicKeyHex), unavailable(/takes no writes/))
+    await assert.rejects(store.savePeer({ url: 'http://127.0.0.1:1', life: 1, pulls: 0, stored: 0, rejected: 0 }), unavailable(/takes no writes/))
+    const rows = await store.rows([a!.idText, b!.idText, c!.idText])
+    assert.deepEqual(rows.map((r) => r?.h), [a!.hash, undefined, undefined])
+    assert.equal(store.lastSeq, 1)
+  } finally {
+    await store.close()
+  }
 })
