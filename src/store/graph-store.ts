@@ -23,6 +23,7 @@
 //   X!seq X!store-id X!local-id      counters and the store's own id
 //   X!layout                         the key layout (LAYOUT)
 //   X!dead!<segment>                 bytes of replaced or banned versions in a model log segment (decimal)
+//   X!log-end                        "<segment> <byte>": the end of the last bytes a batch named (the log may not be shorter)
 //
 // Every commit writes rows, indexes, edges and an optional checkpoint in one
 // atomic batch, decided under one writer lock: a crash leaves all of a batch
@@ -380,12 +381,14 @@ async function moveRows(db: Db, log: ModelLog, pick: (r: Row) => boolean, read: 
       if (rows.length === 0) continue
       const bytes = await read(rows)
       const ops: Op[] = []
+      let last: Place | undefined
       rows.forEach((r, n) => {
         const b = bytes[n]
         if (b === undefined) return void left.push(r)
-        r.p = log.add(typeof b === 'string' ? Buffer.from(b) : b)
+        r.p = last = log.add(typeof b === 'string' ? Buffer.from(b) : b)
         ops.push({ type: 'put', key: `I!${r.i}`, value: rowJson(r) }, ...also(r))
       })
+      if (last) ops.push(logEndOp(last))
       await log.flush()
       await writeBatch(db, ops)
     }
@@ -394,6 +397,9 @@ async function moveRows(db: Db, log: ModelLog, pick: (r: Row) => boolean, read: 
   }
   return left
 }
+
+/** X!log-end: where the last bytes a batch names end (checked on open against the log's files). */
+const logEndOp = (p: Place): Op => ({ type: 'put', key: 'X!log-end', value: `${p[0]} ${p[1] + p[2]}` })
 
 /**
  * Every write of a running store reaches the disk before it is acknowledged:
@@ -557,12 +563,20 @@ export class GraphStore {
    * not served with bytes appended where the lost ones were.
    */
   async #checkLog(log: SegmentedLog, dir: string): Promise<void> {
+    // The last bytes a batch named (a compaction moves old models past the
+    // newest one's), and the newest row's (stores written before X!log-end).
+    const ends: [number, number][] = []
+    const logEnd = await this.#db.get('X!log-end')
+    if (logEnd !== undefined) ends.push(logEnd.split(' ').map(Number) as [number, number])
     const [id] = await this.#db.values({ gt: 'S!', lt: `S!${SEQ_END}`, reverse: true, limit: 1 }).all()
     const p = id === undefined ? undefined : (await this.rows([id]))[0]?.p
-    if (p === undefined) return
-    const seg = (await log.segments()).find((s) => s.seg === p[0])
-    if (seg === undefined || p[1] + p[2] > seg.size) {
-      throw new DipError('DIP_DATA_INVALID', `the store names model bytes that ${join(dir, 'models')} lacks (segment ${p[0]}, up to byte ${p[1] + p[2]}): restore the store folder whole`)
+    if (p !== undefined) ends.push([p[0], p[1] + p[2]])
+    const segments = await log.segments()
+    for (const [segNo, end] of ends) {
+      const seg = segments.find((s) => s.seg === segNo)
+      if (seg === undefined || end > seg.size) {
+        throw new DipError('DIP_DATA_INVALID', `the store names model bytes that ${join(dir, 'models')} lacks (segment ${segNo}, up to byte ${end}): restore the store folder whole`)
+      }
     }
   }
 
@@ -694,6 +708,7 @@ export class GraphStore {
     const newTargets = new Set<string>()
     const replaced: Row[] = []
     let seq = this.#lastSeq
+    let lastPlace: Place | undefined
     for (const m of models) {
       const cand = { u: m.meta.updateTimeKey, h: m.hash }
       const old = current.get(m.idText)
@@ -716,7 +731,7 @@ export class GraphStore {
         u: m.meta.updateTimeKey,
         t: m.meta.updateTime,
         k: m.id.key,
-        p: this.#log.add(m.bytes),
+        p: (lastPlace = this.#log.add(m.bytes)),
         f: m.meta.facets,
         l: m.meta.links.map((l: Link) => `${l.kind}\0${l.target}`),
         ...(origin === undefined ? {} : { o: origin }),
@@ -746,7 +761,10 @@ export class GraphStore {
       if (cp.later) for (const w of cp.later) ops.push({ type: 'put', key: laterKey(cp.name, w.id), value: `${w.hash} ${w.timeKey}` })
       if (cp.settled) for (const id of cp.settled) ops.push({ type: 'del', key: laterKey(cp.name, id) })
     }
-    if (seq !== this.#lastSeq) ops.push({ type: 'put', key: 'X!seq', value: String(seq) })
+    if (seq !== this.#lastSeq) {
+      ops.push({ type: 'put', key: 'X!seq', value: String(seq) })
+      ops.push(logEndOp(lastPlace!))
+    }
     const dead = this.#deadAfter(replaced)
     for (const o of deadOps(dead)) ops.push(o)
     if (ops.length > 0) await this.#batch(ops)

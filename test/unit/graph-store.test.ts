@@ -409,6 +409,32 @@ test('leveldb: opening a store compacts the model log segments that are half dea
   })
 })
 
+test('leveldb: a model log cut short after a compaction moved old models past the newest is refused too', async () => {
+  await withTempDir(async (dir) => {
+    const alice = generateKeyPair()
+    const sizes = { segmentMax: 8 * 1024, compactTailMin: 4 * 1024 }
+    const posts = Array.from({ length: 24 }, (_, i) => makePost(alice, { localId: i + 1, text: `post ${i} `.repeat(40) }))
+    const edits = posts.filter((_, i) => i % 3).map((p) => makePost(alice, { localId: Number(p.id.localId), text: 'short now', updateTime: '2030-01-01T00:00:00Z' }))
+    let store = await GraphStore.openLevel(dir, sizes)
+    await store.commit(posts)
+    await store.commit(edits)
+    await store.close()
+    const tailOf = async () => join(dir, 'models', (await readdir(join(dir, 'models'))).sort().at(-1)!)
+    const tailBefore = await tailOf()
+    store = await GraphStore.openLevel(dir, sizes) // compacts: the live old posts move to a new tail, after the edits
+    await store.close()
+    const tail = await tailOf()
+    assert.notEqual(tail, tailBefore, 'the compaction wrote a new tail')
+    const whole = await readFile(tail)
+    await writeFile(tail, whole.subarray(0, whole.length - 10))
+    await assert.rejects(GraphStore.openLevel(dir, sizes), { code: 'DIP_DATA_INVALID' })
+    await writeFile(tail, whole)
+    store = await GraphStore.openLevel(dir, sizes)
+    assert.equal(await store.count(), posts.length)
+    await store.close()
+  })
+})
+
 test('leveldb: a store whose model log was lost or cut short is refused (DIP_DATA_INVALID), not served wrong bytes', async () => {
   await withTempDir(async (dir) => {
     const key = generateKeyPair()
