@@ -62,7 +62,7 @@ export async function openNode(config: NodeConfig): Promise<DipNode & { close():
     registry: config.registry ?? defaultRegistry(),
     limits,
     identity,
-    saveIdentity: () => saveIdentity(config.dataDir, identity),
+    saveIdentity: (next) => saveIdentity(config.dataDir, next),
   })
   return Object.assign(node, { close: () => store.close(), rateLimit: settings.rateLimit, settings })
 }

@@ -11,8 +11,8 @@
 // Files are written to a temporary name, synced and renamed, so a crash never
 // leaves half a key.
 import { randomBytes } from 'node:crypto'
-import { mkdir, open, readFile, rename, rm, stat } from 'node:fs/promises'
-import { join } from 'node:path'
+import { link, mkdir, open, readFile, rename, rm, stat } from 'node:fs/promises'
+import { dirname, join } from 'node:path'
 import { DipError } from './errors.js'
 import { generateKeyPair, keyPairFromSecret, type NodeKeyPair } from './crypto/ed25519.js'
 import { NodeIdentity } from './trust/identity.js'
@@ -22,7 +22,12 @@ export const keyPath = (dir: string) => join(dir, 'node.key')
 export const storePath = (dir: string) => join(dir, 'store')
 export const daemonInfoPath = (dir: string) => join(dir, 'daemon.json')
 
-async function writeFileAtomic(path: string, data: string, mode: number): Promise<void> {
+/**
+ * Writes `path` whole or not at all: a temporary file, synced, then renamed
+ * over it, and the folder synced. `create`: only if `path` does not exist yet
+ * (EEXIST otherwise), for what two processes might both create.
+ */
+async function writeFileAtomic(path: string, data: string, mode: number, create = false): Promise<void> {
   const tmp = `${path}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`
   const fh = await open(tmp, 'wx', mode)
   try {
@@ -31,7 +36,10 @@ async function writeFileAtomic(path: string, data: string, mode: number): Promis
   } finally {
     await fh.close()
   }
-  await rename(tmp, path)
+  if (create) await link(tmp, path).finally(() => rm(tmp, { force: true }))
+  else await rename(tmp, path)
+  const folder = await open(dirname(path), 'r')
+  await folder.sync().finally(() => folder.close())
 }
 
 /**
@@ -54,7 +62,13 @@ export async function initDataDir(dir: string, importKey?: NodeKeyPair): Promise
     return identity
   }
   const identity = importKey ? new NodeIdentity({ current: importKey, shared: true }) : new NodeIdentity({ current: generateKeyPair() })
-  await saveIdentity(dir, identity)
+  try {
+    await saveIdentity(dir, identity, true)
+  } catch (e) {
+    // Another process (a second `dipd serve` started at once) made the key first: that one is the node's.
+    if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e
+    return initDataDir(dir, importKey)
+  }
   return identity
 }
 
@@ -79,7 +93,8 @@ function pairFrom(secretKey: unknown, publicKey: unknown): NodeKeyPair {
   return pair
 }
 
-export async function saveIdentity(dir: string, id: NodeIdentity): Promise<void> {
+/** Writes DIR/node.key; `create`: only if there is none yet (EEXIST otherwise). */
+export async function saveIdentity(dir: string, id: NodeIdentity, create = false): Promise<void> {
   const file: KeyFile = {
     type: 'ed25519',
     secretKey: hex(id.current.secretKey),
@@ -90,7 +105,7 @@ export async function saveIdentity(dir: string, id: NodeIdentity): Promise<void>
     proofs: id.proofs,
     ...(id.shared ? { shared: true } : {}),
   }
-  await writeFileAtomic(keyPath(dir), JSON.stringify(file, null, 2) + '\n', 0o600)
+  await writeFileAtomic(keyPath(dir), JSON.stringify(file, null, 2) + '\n', 0o600, create)
 }
 
 export async function loadIdentity(dir: string): Promise<NodeIdentity> {

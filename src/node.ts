@@ -33,8 +33,8 @@ export interface NodeDeps {
   registry: ModelRegistry
   limits: Limits
   identity: NodeIdentity
-  /** writes the identity back to DIR/node.key after a rotation or a new proof */
-  saveIdentity: () => Promise<void>
+  /** writes an identity to DIR/node.key (a rotation or a new proof, before the node takes it on) */
+  saveIdentity: (identity: NodeIdentity) => Promise<void>
 }
 
 export class DipNode {
@@ -251,16 +251,32 @@ export class DipNode {
 
   /** A new node key; the old one signs the rotation, published in the manifest. */
   async rotateKey(): Promise<Rotation> {
-    const rotation = this.deps.identity.rotate()
-    await this.deps.saveIdentity()
-    return rotation
+    return this.#changeIdentity((id) => id.rotate())
   }
+
+  /**
+   * Changes the identity on a copy, saves it, and only then signs with it:
+   * a save that fails (a full disk) leaves the node as it was, instead of
+   * serving a key that no file holds and a restart forgets.
+   */
+  #changeIdentity<T>(change: (identity: NodeIdentity) => T): Promise<T> {
+    // One change at a time: two copies of one identity would each lose the other's.
+    const run = this.#identityChanged.then(async () => {
+      const next = this.deps.identity.copy()
+      const out = change(next)
+      await this.deps.saveIdentity(next)
+      this.deps.identity.adopt(next)
+      return out
+    })
+    this.#identityChanged = run.catch(() => {})
+    return run
+  }
+
+  #identityChanged: Promise<unknown> = Promise.resolve()
 
   async addProof(turf: string): Promise<Proof> {
     if (typeof turf !== 'string' || !/^[A-Za-z0-9.-]{1,253}$/.test(turf)) throw new DipError('DIP_USAGE', `--turf ${String(turf).slice(0, 80)} is not a host name`)
-    const proof = this.deps.identity.addProof(turf.toLowerCase())
-    await this.deps.saveIdentity()
-    return proof
+    return this.#changeIdentity((id) => id.addProof(turf.toLowerCase()))
   }
 
   /** Bans a sender key node-wide: its models are removed, never served, refused on put, skipped on pull. */

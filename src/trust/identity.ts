@@ -45,6 +45,21 @@ export class NodeIdentity {
     return rotation
   }
 
+  /** A copy to change: rotate or add a proof on it, save it, then `adopt` it (a failed save changes nothing). */
+  copy(): NodeIdentity {
+    return new NodeIdentity({ current: this.current, life: this.life, previous: [...this.previous], rotations: [...this.rotations], proofs: [...this.proofs], shared: this.shared })
+  }
+
+  /** Takes on a saved copy's state (the daemon holds this instance: it signs with whatever is current). */
+  adopt(saved: NodeIdentity): void {
+    this.current = saved.current
+    this.life = saved.life
+    this.previous.splice(0, this.previous.length, ...saved.previous)
+    this.rotations.splice(0, this.rotations.length, ...saved.rotations)
+    this.proofs.splice(0, this.proofs.length, ...saved.proofs)
+    this.shared = saved.shared
+  }
+
   /** Signs `dip-proof:<turf>:<life>` with the current key; replaces an older proof of the same turf. */
   addProof(turf: string): Proof {
     const proof = makeProof(this.current, turf, this.life)

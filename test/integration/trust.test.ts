@@ -5,7 +5,7 @@
 // sender policy, version negotiation, the rate limit and DIR/settings.json.
 import { after, before, describe, test } from 'node:test'
 import assert from 'node:assert/strict'
-import { readFile, writeFile } from 'node:fs/promises'
+import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { request } from 'undici'
 import { startDaemon, type Daemon, type DaemonConfig } from '../../src/daemon.js'
@@ -312,6 +312,23 @@ describe('a key rotation signed by the pinned key is followed', () => {
     await A?.close().catch(() => {})
     await B?.close().catch(() => {})
     for (const d of dirs) await removeDir(d)
+  })
+
+  test('a rotation whose key file cannot be written changes nothing: the node keeps signing with its key at life 1', async () => {
+    // node.key made a folder that is not empty: the rename over it fails, as a full disk would fail the write.
+    const keyFile = join(dirs[0]!, 'node.key')
+    await rename(keyFile, `${keyFile}.aside`)
+    await mkdir(join(keyFile, 'in-the-way'), { recursive: true })
+    try {
+      await assert.rejects(A.node.rotateKey())
+      await assert.rejects(A.node.addProof('example.org'))
+      assert.equal(A.node.nodeKey, oldKey)
+      const { json } = await manifestOf(A.url)
+      assert.deepEqual([json.node, json.life, json.rotations.length, json.proofs.length], [oldKey, 1, 0, 0])
+    } finally {
+      await rm(keyFile, { recursive: true })
+      await rename(`${keyFile}.aside`, keyFile)
+    }
   })
 
   test('rotate; the next pull follows, moves the pin to the new key at life 2, old ids keep verifying', async () => {
@@ -1052,4 +1069,17 @@ describe('nodes of a pool that share an imported key never give one id to two mo
     assert.deepEqual(JSON.parse(await readFile(keyFile, 'utf8')), { ...before, shared: true })
     await assert.rejects(initDataDir(dirs[1]!, generateKeyPair()), (e: DipError) => e.code === 'DIP_USAGE')
   })
+})
+
+test('a data folder started twice at once gets one key: the second to write node.key takes the first one', async () => {
+  const dir = await tempDir('two-inits')
+  try {
+    const ids = await Promise.all(Array.from({ length: 8 }, () => initDataDir(dir)))
+    const keys = new Set(ids.map((id) => id.nodeKey))
+    assert.equal(keys.size, 1, `one key for all of them, not ${keys.size}`)
+    const file = JSON.parse(await readFile(join(dir, 'node.key'), 'utf8')) as { publicKey: string }
+    assert.equal(`ed25519::${file.publicKey}`, [...keys][0])
+  } finally {
+    await removeDir(dir)
+  }
 })
