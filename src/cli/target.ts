@@ -66,11 +66,22 @@ function toError(e: { code: string; message: string; peerCode?: string } | undef
   return new DipError(code, e?.message ?? 'the daemon answered an error', e?.peerCode ? { peerCode: e.peerCode } : {})
 }
 
+/**
+ * Whether DIR/daemon.json names a daemon that runs and holds DIR: its
+ * process is there, and the local API at its URL takes its token and says
+ * the same pid. A file a killed daemon left names a dead pid, or a URL that
+ * another folder's daemon may listen on since.
+ */
 async function daemonAlive(info: DaemonInfo): Promise<boolean> {
   try {
-    const res = await request(info.url + '/.well-known/dip.json', { method: 'GET', headersTimeout: 2000, bodyTimeout: 2000 })
-    await res.body.dump()
-    return true
+    process.kill(info.pid, 0)
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ESRCH') return false
+  }
+  try {
+    const res = await request(info.url + '/api/local/status', { method: 'GET', headers: { authorization: `Bearer ${info.token}` }, headersTimeout: 2000, bodyTimeout: 2000 })
+    const j = (await res.body.json().catch(() => ({}))) as { pid?: unknown }
+    return res.statusCode === 200 && j.pid === info.pid
   } catch {
     return false
   }

@@ -85,6 +85,9 @@ export function registerLocalRoutes(app: FastifyInstance, deps: LocalDeps): void
     }
   })
 
+  // Which process answers: the CLI's check that DIR/daemon.json names a daemon that is alive and holds DIR.
+  app.get('/api/local/status', async () => ({ pid: process.pid }))
+
   app.post('/api/local/models', async (request) => {
     const body = readJson(request.body)
     return deps.node.author(typeof body.model === 'string' ? body.model : 'post', body.fields)
@@ -164,7 +167,8 @@ export function registerLocalRoutes(app: FastifyInstance, deps: LocalDeps): void
     const body = readJson(request.body)
     const op = body.op
     if (typeof op !== 'string' || !Object.hasOwn(LOCAL_OPS, op)) throw new DipError('DIP_USAGE', `unknown operation ${JSON.stringify(op)}`)
-    const args = Array.isArray(body.args) ? body.args.slice(0, LOCAL_OPS[op as LocalOp]) : []
+    // JSON has no undefined: an optional argument left out (repin without --key) comes as null.
+    const args = Array.isArray(body.args) ? body.args.slice(0, LOCAL_OPS[op as LocalOp]).map((a: unknown) => (a === null ? undefined : a)) : []
     const fn = deps.node[op as LocalOp] as (...a: unknown[]) => Promise<unknown>
     return { result: await fn.apply(deps.node, args) }
   })

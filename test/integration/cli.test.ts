@@ -5,7 +5,7 @@
 import { after, before, describe, test } from 'node:test'
 import assert from 'node:assert/strict'
 import { spawn, type ChildProcess } from 'node:child_process'
-import { readFile, stat } from 'node:fs/promises'
+import { readFile, rm, stat, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { setTimeout as sleep } from 'node:timers/promises'
@@ -244,6 +244,20 @@ describe('dipd CLI', () => {
     assert.equal((JSON.parse(again.stdout) as { stored: number }).stored, 0)
     const both = await cli(['list', '--data', two, '--json'])
     assert.deepEqual((JSON.parse(both.stdout) as { id: string }[]).map((x) => x.id).sort(), [id1, id2, id3].sort())
+  })
+
+  test("a daemon.json a killed daemon left, naming another folder's daemon, is passed over: the command opens its folder", async () => {
+    const stale = join(two, 'daemon.json')
+    const gone = spawn(process.execPath, ['-e', ''])
+    await waitExit(gone, 10_000)
+    // A dead pid, then the live pid of the daemon on `one` (its URL too) with a token it never gave.
+    for (const pid of [gone.pid!, server!.pid!]) {
+      await writeFile(stale, JSON.stringify({ pid, url: serverUrl, token: 'f'.repeat(64) }))
+      const list = await cli(['list', '--data', two, '--json'])
+      assert.equal(list.code, 0, list.stderr)
+      assert.deepEqual((JSON.parse(list.stdout) as { id: string }[]).map((x) => x.id).sort(), [id1, id2, id3].sort())
+    }
+    await rm(stale)
   })
 
   test('failures without a daemon print DIP_ codes; usage mistakes exit 2', async () => {

@@ -279,7 +279,16 @@ describe('trust on first use; a key change without rotation is refused until re-
     const fresh = await A.node.author('post', { title: 'third key', text: 'x', tags: [] })
     await rejectsWith(B.node.pull(A.url, {}), 'DIP_PEER_KEY_CHANGED', 'pull after the second key change')
     assert.equal(await B.node.show(fresh.id), undefined)
-    const r = await B.node.repin(A.url)
+    // As `dipd peers repin URL` asks B's daemon: with no --key, JSON carries the missing argument as null.
+    const info = JSON.parse(await readFile(join(dirs[1]!, 'daemon.json'), 'utf8')) as { token: string }
+    const res = await request(`${B.url}/api/local/call`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${info.token}` },
+      body: JSON.stringify({ op: 'repin', args: [A.url, undefined] }),
+    })
+    const text = await res.body.text()
+    assert.equal(res.statusCode, 200, text.slice(0, 200))
+    const r = (JSON.parse(text) as { result: { from: string; to: string } }).result
     assert.equal(r.from, oldKey)
     assert.equal(r.to, A.node.nodeKey)
     const s = await B.node.pull(A.url, {})
