@@ -3,6 +3,7 @@
 // as many daemons as they like in one process.
 import { randomBytes } from 'node:crypto'
 import type { FastifyInstance } from 'fastify'
+import { DipError } from './errors.js'
 import { buildApp } from './http/app.js'
 import { initDataDir, removeDaemonInfo, saveIdentity, storePath, writeDaemonInfo } from './data-dir.js'
 import type { Limits } from './protocol/envelope.js'
@@ -105,6 +106,10 @@ export async function startDaemon(config: DaemonConfig): Promise<Daemon> {
     url = await app.listen({ host: config.host ?? '127.0.0.1', port: config.port ?? 8080 })
   } catch (e) {
     await node.close()
+    const code = (e as NodeJS.ErrnoException).code
+    const where = `${config.host ?? '127.0.0.1'} port ${config.port ?? 8080}`
+    if (code === 'EADDRINUSE') throw new DipError('DIP_USAGE', `${where} is in use: choose another with --port`, { cause: e })
+    if (code === 'EACCES' || code === 'EADDRNOTAVAIL') throw new DipError('DIP_USAGE', `cannot listen on ${where} (${code}): choose another --host or --port`, { cause: e })
     throw e
   }
   const addr = app.server.address()

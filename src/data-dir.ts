@@ -49,7 +49,11 @@ async function writeFileAtomic(path: string, data: string, mode: number, create 
  * before keys were marked.
  */
 export async function initDataDir(dir: string, importKey?: NodeKeyPair): Promise<NodeIdentity> {
-  await mkdir(dir, { recursive: true, mode: 0o700 })
+  try {
+    await mkdir(dir, { recursive: true, mode: 0o700 })
+  } catch (cause) {
+    throw new DipError('DIP_DATA_INVALID', `cannot make the data folder ${dir} (${(cause as NodeJS.ErrnoException).code ?? (cause as Error).message})`, { cause })
+  }
   if (await dataDirExists(dir)) {
     const identity = await loadIdentity(dir)
     if (importKey && identity.current.publicKeyHex !== importKey.publicKeyHex) {

@@ -46,16 +46,22 @@ export class LocalApi {
       throw toError(j.error)
     }
     let buf = ''
-    for await (const chunk of res.body) {
-      buf += chunk.toString()
-      let nl: number
-      while ((nl = buf.indexOf('\n')) !== -1) {
-        const line = JSON.parse(buf.slice(0, nl)) as { progress?: PullProgress; summary?: PullSummary; error?: { code: string; message: string; peerCode?: string } }
-        buf = buf.slice(nl + 1)
-        if (line.progress) onProgress(line.progress)
-        if (line.summary) return line.summary
-        if (line.error) throw toError(line.error)
+    try {
+      for await (const chunk of res.body) {
+        buf += chunk.toString()
+        let nl: number
+        while ((nl = buf.indexOf('\n')) !== -1) {
+          const line = JSON.parse(buf.slice(0, nl)) as { progress?: PullProgress; summary?: PullSummary; error?: { code: string; message: string; peerCode?: string } }
+          buf = buf.slice(nl + 1)
+          if (line.progress) onProgress(line.progress)
+          if (line.summary) return line.summary
+          if (line.error) throw toError(line.error)
+        }
       }
+    } catch (cause) {
+      if (cause instanceof DipError || signal?.aborted) throw cause
+      // The daemon went away mid-pull (killed, say): what it committed stays, and the same command goes on from there.
+      throw new DipError('DIP_DATA_LOCKED', `the daemon at ${this.#info.url} stopped answering during the pull`, { cause })
     }
     throw new DipError('DIP_DATA_LOCKED', 'the daemon ended the pull without a summary')
   }

@@ -270,6 +270,14 @@ describe('dipd CLI', () => {
     assertFails(await cli(['pull', '--data', two, '--from', 'not a url']), 'DIP_USAGE', 2)
     assertFails(await cli(['serve', '--data', two, '--port', 'eighty']), 'DIP_USAGE', 2)
     assertFails(await cli(['list', '--data', two, '--since', 'yesterday']), 'DIP_FILTER_INVALID', 1)
+    // The environment's refusals get codes too, not a stack trace: a port in use, a folder that cannot be made.
+    const taken = await cli(['serve', '--data', join(root, 'three'), '--port', new URL(serverUrl).port])
+    assertFails(taken, 'DIP_USAGE', 2)
+    assert.match(taken.stderr, /is in use: choose another with --port/)
+    assert.doesNotMatch(taken.stderr, /\n\s+at /, 'no stack trace')
+    const underFile = await cli(['list', '--data', join(one, 'node.key', 'sub')])
+    assertFails(underFile, 'DIP_DATA_INVALID', 1)
+    assert.doesNotMatch(underFile.stderr, /\n\s+at /, 'no stack trace')
   })
 
   test('the daemon stops on SIGTERM and removes daemon.json', async () => {
