@@ -24,6 +24,8 @@
 //   X!layout                         the key layout (LAYOUT)
 //   X!dead!<segment>                 bytes of replaced or banned versions in a model log segment (decimal)
 //   X!log-end                        "<segment> <byte>": the end of the last bytes a batch named (the log may not be shorter)
+//   Z!<key>!<segment>!<offset>       bytes of a version the key signed that a batch replaced or banned: their length (decimal);
+//                                    a ban zeroes every one of its key's (a replaced version stays readable till then)
 //
 // Every commit writes rows, indexes, edges and an optional checkpoint in one
 // atomic batch, decided under one writer lock: a crash leaves all of a batch
@@ -401,6 +403,13 @@ async function moveRows(db: Db, log: ModelLog, pick: (r: Row) => boolean, read: 
 /** X!log-end: where the last bytes a batch names end (checked on open against the log's files). */
 const logEndOp = (p: Place): Op => ({ type: 'put', key: 'X!log-end', value: `${p[0]} ${p[1] + p[2]}` })
 
+/** Z!: the bytes of a version its key signed that a batch made dead (replaced or banned), for a ban of the key to zero. */
+const scrubOp = (keyHex: string, p: Place): Op => ({ type: 'put', key: `Z!${keyHex}!${String(p[0]).padStart(8, '0')}!${String(p[1]).padStart(12, '0')}`, value: String(p[2]) })
+const placeOfScrubKey = (key: string, len: string): Place => {
+  const [, , seg, off] = key.split('!')
+  return [Number(seg), Number(off), Number(len)]
+}
+
 /**
  * Every write of a running store reaches the disk before it is acknowledged:
  * an OS crash or a power cut loses no commit a client was told of (the
@@ -480,8 +489,10 @@ export class GraphStore {
     }
     const store = await GraphStore.#init(db, models, join(dir, 'values'))
     try {
-      await store.#compactLog(models, options.compactTailMin ?? COMPACT_TAIL_MIN)
       await store.#checkLog(models, dir)
+      await store.#cutUnnamedTail(models)
+      await store.#compactLog(models, options.compactTailMin ?? COMPACT_TAIL_MIN)
+      await store.#finishScrubs(models)
     } catch (e) {
       await store.close()
       throw e
@@ -489,8 +500,7 @@ export class GraphStore {
     return store
   }
 
-  /** The in-memory twin (tests, dry runs). */
-  /** The in-memory twin; `log` holds its model bytes (a test may hand one in that fails). */
+  /** The in-memory twin (tests, dry runs); `log` holds its model bytes (a test may hand one in that fails). */
   static async openMemory(log: ModelLog = new MemoryModelLog()): Promise<GraphStore> {
     const db = new MemoryLevel<string, string>({ keyEncoding: 'utf8', valueEncoding: 'utf8' })
     await db.open()
@@ -568,8 +578,7 @@ export class GraphStore {
     const ends: [number, number][] = []
     const logEnd = await this.#db.get('X!log-end')
     if (logEnd !== undefined) ends.push(logEnd.split(' ').map(Number) as [number, number])
-    const [id] = await this.#db.values({ gt: 'S!', lt: `S!${SEQ_END}`, reverse: true, limit: 1 }).all()
-    const p = id === undefined ? undefined : (await this.rows([id]))[0]?.p
+    const p = await this.#newestPlace()
     if (p !== undefined) ends.push([p[0], p[1] + p[2]])
     const segments = await log.segments()
     for (const [segNo, end] of ends) {
@@ -578,6 +587,54 @@ export class GraphStore {
         throw new DipError('DIP_DATA_INVALID', `the store names model bytes that ${join(dir, 'models')} lacks (segment ${segNo}, up to byte ${end}): restore the store folder whole`)
       }
     }
+  }
+
+  /**
+   * Zeroes every version of a banned key the log still holds (its Z! rows:
+   * what the ban removed, and what those replaced before), then drops the
+   * rows. A crash in between leaves them, and opening the store finishes
+   * the job (#finishScrubs).
+   */
+  async #scrubKey(keyHex: string): Promise<void> {
+    const entries = await this.#db.iterator({ gt: `Z!${keyHex}!`, lt: `Z!${keyHex}"` }).all()
+    if (entries.length === 0) return
+    await this.#write(async () => {
+      await this.#log.scrub(entries.map(([key, len]) => placeOfScrubKey(key, len)))
+      await writeBatch(this.#db, entries.map(([key]) => ({ type: 'del', key })), SYNC)
+    })
+  }
+
+  /**
+   * On open: the zeroing a crash cut short (Z! rows of banned keys), and the
+   * Z! rows of segments a compaction removed (nothing left to zero there).
+   */
+  async #finishScrubs(log: SegmentedLog): Promise<void> {
+    const segments = new Set((await log.segments()).map((s) => s.seg))
+    const stale: Op[] = []
+    for await (const [key, len] of this.#db.iterator({ gt: 'Z!', lt: 'Z"' })) if (!segments.has(placeOfScrubKey(key, len)[0])) stale.push({ type: 'del', key })
+    if (stale.length > 0) await this.#write(() => writeBatch(this.#db, stale, SYNC))
+    for (const k of await this.bannedKeys()) await this.#scrubKey(k)
+  }
+
+  /**
+   * On open: bytes past the end of the last ones a batch named (X!log-end)
+   * were written by a commit that never wrote its batch (a crash): no row
+   * names them, so they are cut off, not left to be read by no one.
+   */
+  async #cutUnnamedTail(log: SegmentedLog): Promise<void> {
+    const logEnd = await this.#db.get('X!log-end')
+    if (logEnd === undefined) return // written before X!log-end: where the named bytes end is not known
+    const [seg, end] = logEnd.split(' ').map(Number) as [number, number]
+    // A newest row past it: the store was written by a dipd that kept no X!log-end since; cut nothing.
+    const newest = await this.#newestPlace()
+    if (newest !== undefined && (newest[0] > seg || (newest[0] === seg && newest[1] + newest[2] > end))) return
+    await log.cut(seg, end)
+  }
+
+  /** Where the bytes of the newest row (in store order) are. */
+  async #newestPlace(): Promise<Place | undefined> {
+    const [id] = await this.#db.values({ gt: 'S!', lt: `S!${SEQ_END}`, reverse: true, limit: 1 }).all()
+    return id === undefined ? undefined : (await this.rows([id]))[0]?.p
   }
 
   /** Sets dead-byte counts (undefined drops one). */
@@ -767,6 +824,8 @@ export class GraphStore {
     }
     const dead = this.#deadAfter(replaced)
     for (const o of deadOps(dead)) ops.push(o)
+    // Replaced versions stay readable (a get that read the old row reads its bytes), and a ban of their key zeroes them.
+    for (const r of replaced) if (r.p !== undefined) ops.push(scrubOp(r.k, r.p))
     if (ops.length > 0) await this.#batch(ops)
     this.#deadWritten(dead)
     const grew = seq !== this.#lastSeq
@@ -1030,10 +1089,11 @@ export class GraphStore {
       }
       const dead = this.#deadAfter(rows)
       ops.push(...deadOps(dead))
+      // The banned models' bytes are overwritten too, not only unnamed: with the versions they replaced earlier.
+      for (const r of rows) if (r.p !== undefined) ops.push(scrubOp(keyHex, r.p))
       await this.#batch(ops)
       this.#deadWritten(dead)
-      // The banned models' bytes are overwritten too, not only unnamed.
-      await this.#write(() => this.#log.scrub(rows.flatMap((r) => (r.p === undefined ? [] : [r.p]))))
+      await this.#scrubKey(keyHex)
       return rows.length
     })
   }

@@ -53,6 +53,8 @@ export interface SegmentedLog extends ModelLog {
   roll(): void
   /** Deletes a segment that is not the tail (no row may name it any more). */
   remove(seg: number): Promise<void>
+  /** Drops every byte past `end` of segment `seg` (and in the segments after it), synced; what is added next goes there. */
+  cut(seg: number, end: number): Promise<void>
 }
 
 /** A segment is closed once it holds this many bytes. */
@@ -249,6 +251,19 @@ export class FileModelLog implements SegmentedLog {
     if (this.#end === 0) return
     this.#tail++
     this.#end = 0
+  }
+
+  async cut(seg: number, end: number): Promise<void> {
+    for (const s of await segmentNumbers(this.#dir)) {
+      if (s < seg) continue
+      const keep = s === seg ? end : 0
+      const h = await this.#handle(s)
+      if ((await h.stat()).size <= keep) continue
+      await h.truncate(keep)
+      await h.datasync()
+    }
+    if (this.#tail === seg) this.#end = Math.min(this.#end, end)
+    else if (this.#tail > seg) this.#end = 0
   }
 
   async remove(seg: number): Promise<void> {

@@ -182,7 +182,7 @@ test('leveldb: a layout 4 store (ids as the values of its F! and K! index entrie
   })
 })
 
-test('leveldb: bytes a crashed commit left at the model log\'s tail (no row names them) stay unnamed; the next commit goes after them', async () => {
+test('leveldb: bytes a crashed commit left at the model log\'s tail (no row names them) are cut off on open; the next commit goes where they were', async () => {
   await withTempDir(async (dir) => {
     const key = generateKeyPair()
     const a = await GraphStore.openLevel(dir)
@@ -201,8 +201,9 @@ test('leveldb: bytes a crashed commit left at the model log\'s tail (no row name
     const got = await b.getModels([p1.idText, p2.idText, p3.idText])
     assert.deepEqual(got.map((g) => g.xml), [p1.xml, p2.xml, p3.xml])
     assert.equal(got[2]!.row.s, 3)
-    assert.equal(got[2]!.row.p![1], before + '<model>orphan 3</model><model>torn'.length, 'placed after the orphan bytes')
+    assert.equal(got[2]!.row.p![1], before, 'placed where the orphan bytes were')
     await b.close()
+    assert.ok(!(await readFile(segment, 'utf8')).includes('orphan'), 'no copy of them is left')
   })
 })
 
@@ -221,6 +222,52 @@ test('leveldb: a ban overwrites the banned models\' bytes in the model log; the 
     const bytes = await readFile(join(dir, 'models', '00000001.log'), 'utf8')
     assert.equal(bytes.includes('banned words'), false)
     assert.equal(bytes.includes('kept words'), true)
+  })
+})
+
+test('leveldb: a ban zeroes the versions its posts replaced earlier too; a replaced version stays readable until then', async () => {
+  await withTempDir(async (dir) => {
+    const [alice, bob] = [generateKeyPair(), generateKeyPair()]
+    const v1 = makePost(alice, { localId: 1, title: 'first words' })
+    const v2 = makePost(alice, { localId: 1, title: 'second words', updateTime: '2021-01-01T00:00:00Z' })
+    const w1 = makePost(bob, { localId: 1, title: 'bob first' })
+    const w2 = makePost(bob, { localId: 1, title: 'bob second', updateTime: '2021-01-01T00:00:00Z' })
+    const store = await GraphStore.openLevel(dir)
+    await store.commit([v1, w1])
+    const [old] = await store.rows([v1.idText])
+    await store.commit([v2, w2])
+    assert.deepEqual(await store.modelXml([old!]), [v1.xml], 'a row read before the edit still reads its bytes')
+    assert.equal(await store.ban(alice.publicKeyHex), 1)
+    await store.close()
+    const bytes = await readFile(join(dir, 'models', '00000001.log'), 'utf8')
+    for (const gone of ['first words', 'second words']) assert.equal(bytes.includes(gone), false, gone)
+    for (const kept of ['bob first', 'bob second']) assert.equal(bytes.includes(kept), true, `${kept}: not banned, not zeroed`)
+    const raw = new Level<string, string>(dir)
+    assert.deepEqual(await raw.keys({ gt: `Z!${alice.publicKeyHex}!`, lt: `Z!${alice.publicKeyHex}"` }).all(), [], 'nothing left to zero')
+    await raw.close()
+  })
+})
+
+test('leveldb: a ban cut short before its zeroing (a crash) is finished when the store opens', async () => {
+  await withTempDir(async (dir) => {
+    const alice = generateKeyPair()
+    const post = makePost(alice, { localId: 1, title: 'words to zero' })
+    let store = await GraphStore.openLevel(dir)
+    await store.commit([post])
+    const [row] = await store.rows([post.idText])
+    await store.close()
+    // What the ban's batch wrote before the crash: the ban and what to zero (its rows' removal does not matter here).
+    const raw = new Level<string, string>(dir)
+    const [seg, off, len] = row!.p!
+    await raw.batch([
+      { type: 'put', key: `N!${alice.publicKeyHex}`, value: '' },
+      { type: 'put', key: `Z!${alice.publicKeyHex}!${String(seg).padStart(8, '0')}!${String(off).padStart(12, '0')}`, value: String(len) },
+    ])
+    await raw.close()
+    assert.equal((await readFile(join(dir, 'models', '00000001.log'), 'utf8')).includes('words to zero'), true)
+    store = await GraphStore.openLevel(dir)
+    await store.close()
+    assert.equal((await readFile(join(dir, 'models', '00000001.log'), 'utf8')).includes('words to zero'), false)
   })
 })
 
