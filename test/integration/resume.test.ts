@@ -6,6 +6,7 @@ import assert from 'node:assert/strict'
 import { spawn, type ChildProcess } from 'node:child_process'
 import { getEventListeners } from 'node:events'
 import { createServer, type Server } from 'node:http'
+import { stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import { request } from 'undici'
 import { DipError } from '../../src/errors.js'
@@ -91,14 +92,36 @@ test(`a pull killed ${KILLS} times with SIGKILL ends with exactly the source's m
   const b = await tempDir('resume-b-')
   dirs.push(b)
   const random = rng(20261123)
-  const kills: number[] = []
+  const kills: string[] = []
   let killedMidway = 0
+  // A kill is placed by the pull's progress, not by a time (a fast machine
+  // finished the whole pull before a timed kill): once B's model log has
+  // grown by a random share of what is left to pull, i.e. right after one
+  // of its commits wrote its bytes, with or without its batch.
+  const logSize = (dir: string) => stat(join(storePath(dir), 'models', '00000001.log')).then((x) => x.size, () => 0)
+  const perModel = (await logSize(dirs[0]!.path)) / N
   for (let k = 0; k < KILLS; k++) {
-    // CLI start-up takes a few hundred ms; the pull itself about a second.
-    const at = 250 + Math.floor(random() * 900)
-    const r = await runPull(b.path, A.url, at)
-    kills.push(at)
+    let held = 0
+    if (k > 0) {
+      const store = await GraphStore.openLevel(storePath(b.path)) // opening cuts bytes no row names: the log's size is what is held
+      held = store.lastSeq
+      await store.close()
+    }
+    const share = 0.15 + 0.5 * random()
+    const target = (await logSize(b.path)) + share * (N - held) * perModel
+    let child: ChildProcess | undefined
+    const run = runPull(b.path, A.url, undefined, (c) => (child = c))
+    for (let i = 0; i < 12_000 && child!.exitCode === null && child!.signalCode === null; i++) {
+      if ((await logSize(b.path)) >= target) {
+        child!.kill('SIGKILL')
+        break
+      }
+      await new Promise((r) => setTimeout(r, 5))
+    }
+    const r = await run
+    kills.push(`${held} held + ${Math.round(share * 100)}%`)
     if (r.signal === 'SIGKILL') killedMidway++
+    else t.diagnostic(`run ${k}: exit ${r.code}, ${r.stderr.slice(0, 300)} ${JSON.stringify(r.summary)}`)
   }
   const held = await GraphStore.openLevel(storePath(b.path))
   const before = held.lastSeq
@@ -111,9 +134,9 @@ test(`a pull killed ${KILLS} times with SIGKILL ends with exactly the source's m
   // Listed models already held are skipped before any get: nothing committed is fetched again.
   assert.equal(summary.fetched, summary.stored, `fetched ${summary.fetched}, stored ${summary.stored}`)
   // The checkpoint written with the commits lets the last pull list only from the last finished page.
-  t.diagnostic(`kills at ${kills.join(', ')} ms; ${before} held before the last pull, which listed ${summary.listed}`)
+  t.diagnostic(`kills at ${kills.join(', ')}; ${before} held before the last pull, which listed ${summary.listed}`)
   if (before >= 2500) assert.ok(summary.listed < N, `listed ${summary.listed} of ${N} after ${before} were held`)
-  assert.ok(killedMidway >= 3, `most kills hit a running pull (${killedMidway} of ${KILLS}, at ${kills.join(', ')} ms)`)
+  assert.equal(killedMidway, KILLS, `every kill hit a running pull (${killedMidway} of ${KILLS}, at ${kills.join(', ')})`)
 
   const source = new Map((await A.node.list()).map((r) => [r.id, r.hash]))
   const store = await GraphStore.openLevel(storePath(b.path))
