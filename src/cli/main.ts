@@ -185,7 +185,7 @@ withFilters(
         daemon = true
         return api.pull(o.from, filter, onProgress, interrupt.signal)
       },
-    })
+    }, true) // a pull into a new folder makes its node (README: dipd pull --data ./mirror)
     view.stop()
     if (o.json) process.stdout.write(JSON.stringify(summary) + '\n')
     else printSummary(summary)

@@ -2,6 +2,7 @@
 // `dipd serve` holds the data folder, commands go to it over the loopback
 // local API (token in DIR/daemon.json); otherwise they open the folder
 // themselves.
+import { stat } from 'node:fs/promises'
 import { setFlagsFromString } from 'node:v8'
 import { request } from 'undici'
 import { DipError, isDipCode, type DipCode } from '../errors.js'
@@ -102,10 +103,22 @@ export function applyHeapSetting(settings: Settings): void {
   if (settings.heapGrowingPercent > 0) setFlagsFromString(`--heap-growing-percent=${settings.heapGrowingPercent}`)
 }
 
-/** Runs an operation in the daemon that holds `dir`, or on the folder directly. */
-export async function withNode<T>(dir: string, how: { local: (node: DipNode) => Promise<T>; remote: (api: LocalApi) => Promise<T> }): Promise<T> {
+const folderExists = (dir: string) =>
+  stat(dir).then(
+    () => true,
+    () => false,
+  )
+
+/**
+ * Runs an operation in the daemon that holds `dir`, or on the folder
+ * directly. Only `create` (a pull into a new folder) makes the folder when
+ * it is not there: a mistyped --data is an error, not a new node with a new
+ * key. (A folder that is there but empty gets its node, as before.)
+ */
+export async function withNode<T>(dir: string, how: { local: (node: DipNode) => Promise<T>; remote: (api: LocalApi) => Promise<T> }, create = false): Promise<T> {
   const info = await readDaemonInfo(dir)
   if (info && (await daemonAlive(info))) return how.remote(new LocalApi(info))
+  if (!create && !(await folderExists(dir))) throw new DipError('DIP_DATA_INVALID', `there is no folder ${dir}: make its node with dipd init --data ${dir} (or dipd serve)`)
   const node = await openNode({ dataDir: dir })
   applyHeapSetting(node.settings)
   try {

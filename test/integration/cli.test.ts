@@ -275,6 +275,12 @@ describe('dipd CLI', () => {
     assertFails(taken, 'DIP_USAGE', 2)
     assert.match(taken.stderr, /is in use: choose another with --port/)
     assert.doesNotMatch(taken.stderr, /\n\s+at /, 'no stack trace')
+    // A mistyped --data (no such folder) is an error, not a new node with a new key (only init, serve and pull make one).
+    for (const args of [['list'], ['key', 'rotate'], ['post', '--title', 't', '--text', 'x']]) {
+      const typo = join(root, 'no-such-folder')
+      assertFails(await cli([...args, '--data', typo]), 'DIP_DATA_INVALID', 1)
+      await assert.rejects(stat(typo), (e: NodeJS.ErrnoException) => e.code === 'ENOENT', `${args[0]} made no folder`)
+    }
     const underFile = await cli(['list', '--data', join(one, 'node.key', 'sub')])
     assertFails(underFile, 'DIP_DATA_INVALID', 1)
     assert.doesNotMatch(underFile.stderr, /\n\s+at /, 'no stack trace')
