@@ -20,6 +20,7 @@ import { pingRequestXml, putRequestXml, readPutAnswer } from '../protocol/envelo
 import type { GraphStore, PeerRecord, PushState, Row } from '../store/graph-store.js'
 import { rowMatches } from '../store/graph-store.js'
 import { DipClient } from './client.js'
+import { followRotations } from '../trust/chain.js'
 import { listQuery, type LocalFilter } from './filter.js'
 
 export const PUSH_BATCH = 500
@@ -45,6 +46,8 @@ export interface ReplicatorDeps {
 interface PeerLoop {
   rec: PeerRecord
   client: DipClient
+  /** bytes of models one put carries: PUT_MAX_BYTES, halved at each 413 the peer answers */
+  putBytes: number
   running: boolean
   again: boolean
   timer: NodeJS.Timeout | undefined
@@ -117,7 +120,9 @@ export class Replicator {
         continue
       }
       const state = (await this.#deps.store.pushState(rec.url)) ?? { ackSeq: rec.push ? this.#deps.store.lastSeq : 0, pushed: 0, failures: 0 }
-      const loop: PeerLoop = { rec, client: new DipClient(rec.url, { timeoutMs: this.#deps.timeoutMs ?? 10_000 }), running: false, again: false, timer: undefined, state, lastPull: 0, pulling: false }
+      // A peer that answers slowly is given up at the timeout too, not only one that keeps silent for it.
+      const timeoutMs = this.#deps.timeoutMs ?? 10_000
+      const loop: PeerLoop = { rec, client: new DipClient(rec.url, { timeoutMs, slowGraceMs: timeoutMs }), putBytes: PUT_MAX_BYTES, running: false, again: false, timer: undefined, state, lastPull: 0, pulling: false }
       this.#peers.set(rec.url, loop)
       if (rec.push) {
         await this.#deps.store.savePushState(rec.url, state)
@@ -235,6 +240,9 @@ export class Replicator {
     const { store } = this.#deps
     const rows = await store.log(p.state.ackSeq, PUSH_BATCH)
     if (rows.length === 0) return false
+    // The pin as it is now: a pull, `dipd peers repin` or a followed rotation may have moved it.
+    const latest = await store.peer(p.rec.url)
+    if (latest) p.rec = latest
     const q = queryOf(p.rec.filter)
     const pinnedKey = p.rec.key
     const send = rows.filter((r) => rowMatches(r, q) && r.o !== p.rec.url && !(pinnedKey !== undefined && r.o === pinnedKey))
@@ -249,7 +257,7 @@ export class Replicator {
       const x = chosen.get(r)
       if (x !== undefined) {
         const served = await this.#deps.withAttachments(r, x)
-        if (models.length > 0 && bytes + served.length > PUT_MAX_BYTES) {
+        if (models.length > 0 && bytes + served.length > p.putBytes) {
           cut = true
           break
         }
@@ -261,16 +269,33 @@ export class Replicator {
     if (models.length > 0) {
       // The answer is signed by the peer; its key must be the pinned one once there is a pin.
       p.client.expectKey = pinnedKey
-      const answer = await p.client.success('put', putRequestXml(models), { 'DIP-From': this.#deps.selfUrl() })
-      const results = readPutAnswer(answer.root)
-      if (!results.ok) throw results.error
-      if (results.value.length !== models.length) throw new DipError('DIP_PEER_RESPONSE_INVALID', `${p.rec.url} answered ${results.value.length} rows for ${models.length} models`)
-      p.state.pushed += results.value.filter((r) => r.status === 'stored').length
+      let answer
+      try {
+        answer = await p.client.success('put', putRequestXml(models), { 'DIP-From': this.#deps.selfUrl() })
+      } catch (e) {
+        if (!(e instanceof DipError)) throw e
+        // A rotation the pinned key signed: follow it, as a pull does, and send again (what arrived is answered duplicate).
+        if (e.code === 'DIP_PEER_KEY_CHANGED' && (await this.#followRotation(p))) return true
+        // Over the peer's body limit: smaller puts from now on; a model over it alone is not for this peer (put is advice).
+        if (e.code === 'DIP_PEER_ERROR' && e.peerCode === 'DIP_REQUEST_TOO_LARGE') {
+          if (models.length > 1) {
+            p.putBytes = Math.max(1, Math.floor(bytes / 2))
+            return true
+          }
+          p.state.lastError = `${e.code} (${e.peerCode}): one model of ${bytes} bytes is over ${p.rec.url}'s limit; passed over`
+        } else throw e
+      }
+      const results = answer ? readPutAnswer(answer.root) : undefined
+      if (results && !results.ok) throw results.error
+      if (results?.ok) {
+        if (results.value.length !== models.length) throw new DipError('DIP_PEER_RESPONSE_INVALID', `${p.rec.url} answered ${results.value.length} rows for ${models.length} models`)
+        p.state.pushed += results.value.filter((r) => r.status === 'stored').length
+      }
       if (pinnedKey === undefined && p.client.expectKey !== undefined) {
         // Trust on first use, as for pulls.
-        const latest = await store.peer(p.rec.url)
-        if (latest && latest.key === undefined) {
-          p.rec = { ...latest, key: p.client.expectKey, life: 1, pinnedAt: new Date().toISOString() }
+        const now = await store.peer(p.rec.url)
+        if (now && now.key === undefined) {
+          p.rec = { ...now, key: p.client.expectKey, life: 1, pinnedAt: new Date().toISOString() }
           await store.savePeer(p.rec)
         }
       }
@@ -280,6 +305,26 @@ export class Replicator {
     p.state.ackSeq = ack
     await store.savePushState(p.rec.url, p.state)
     return cut || rows.length === PUSH_BATCH
+  }
+
+  /**
+   * After DIP_PEER_KEY_CHANGED: whether the peer's manifest shows a chain of
+   * rotations from the pinned key to the key it answers with now (PROTOCOL.md
+   * §8); if so the pin moves there, as a pull's does. No chain: the error
+   * stands, until the operator re-pins.
+   */
+  async #followRotation(p: PeerLoop): Promise<boolean> {
+    const pin = p.rec
+    if (pin.key === undefined) return false
+    const manifest = await p.client.manifest().catch(() => undefined)
+    if (manifest === undefined || manifest.node === pin.key) return false
+    const moved = followRotations({ key: pin.key, life: pin.life }, manifest.rotations, manifest.node)
+    if (!moved.ok) return false
+    const latest = (await this.#deps.store.peer(pin.url)) ?? pin
+    if (latest.key !== pin.key) return true // moved meanwhile (a pull, a repin): try with that
+    p.rec = { ...latest, key: moved.value.key, life: moved.value.life }
+    await this.#deps.store.savePeer(p.rec)
+    return true
   }
 
   async #pull(p: PeerLoop): Promise<void> {

@@ -20,12 +20,14 @@
 import { after, before, describe, test } from 'node:test'
 import assert from 'node:assert/strict'
 import { spawn, type ChildProcess } from 'node:child_process'
-import { readFile } from 'node:fs/promises'
+import { readFile, writeFile } from 'node:fs/promises'
 import { createServer as createTcpServer, type Socket } from 'node:net'
 import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { request } from 'undici'
 import { startDaemon, type Daemon } from '../../src/daemon.js'
+import { generateKeyPair } from '../../src/crypto/ed25519.js'
+import { NodeIdentity } from '../../src/trust/identity.js'
 import type { PeerRecord } from '../../src/store/graph-store.js'
 import type { PeerStatus } from '../../src/sync/replicator.js'
 import type { ListedRow } from '../../src/node.js'
@@ -595,6 +597,55 @@ describe('changing and removing push peers', () => {
       [id],
       'B got the 5 posts stored before push was turned on: the replicator kept the pull-only loop state (ackSeq 0) instead of the outbox addPeer started',
     )
+  })
+
+  test('a push peer that rotates its key is followed (its manifest shows the rotation): every post still arrives', { timeout: 30_000 }, async () => {
+    const A = await daemon('rot-push-A')
+    const B = await daemon('rot-push-B')
+    await A.node.addPeer(B.url, { push: true })
+    const first = await A.node.author('post', { title: 'before the rotation', text: 'x', tags: [] })
+    await waitFor('the first post on B', 5_000, async () => (await B.node.show(first.id)) !== undefined)
+    await waitFor('the first put to pin B', 5_000, async () => (await A.node.deps.store.peer(B.url))?.key === B.node.nodeKey)
+    await B.node.rotateKey()
+    const ids: string[] = []
+    for (let i = 0; i < 3; i++) ids.push((await A.node.author('post', { title: `after ${i}`, text: 'x', tags: [] })).id)
+    await waitFor('the posts after the rotation on B', 10_000, async () => (await Promise.all(ids.map((id) => B.node.show(id)))).every((x) => x !== undefined))
+    const pin = (await A.node.deps.store.peer(B.url))!
+    assert.deepEqual([pin.key, pin.life], [B.node.nodeKey, 2], 'the pin followed the rotation')
+    await waitFor('an empty outbox', 5_000, async () => (await A.node.peers()).find((p) => p.url === B.url)?.outbox?.queue === 0)
+  })
+
+  test('a push peer whose key changed with no rotation gets nothing until re-pinned, then everything', { timeout: 30_000 }, async () => {
+    const A = await daemon('repin-push-A')
+    const B = await daemon('repin-push-B')
+    await A.node.addPeer(B.url, { push: true })
+    const first = await A.node.author('post', { title: 'to the first B', text: 'x', tags: [] })
+    await waitFor('the first post on B', 5_000, async () => (await B.node.show(first.id)) !== undefined)
+    await waitFor('the first put to pin B', 5_000, async () => (await A.node.deps.store.peer(B.url))?.key === B.node.nodeKey)
+    // B's key replaced outright (no rotation): A refuses its answers.
+    B.node.deps.identity.adopt(new NodeIdentity({ current: generateKeyPair() }))
+    const second = await A.node.author('post', { title: 'to a B with another key', text: 'x', tags: [] })
+    await waitFor('a refused delivery', 5_000, async () => /DIP_PEER_KEY_CHANGED/.test((await A.node.peers()).find((p) => p.url === B.url)?.outbox?.state?.lastError ?? ''))
+    await A.node.repin(B.url) // the operator checked the key the manifest names now
+    A.node.replicator?.ping(B.url)
+    await waitFor('the second post on B once re-pinned', 10_000, async () => (await B.node.show(second.id)) !== undefined)
+  })
+
+  test('a push peer whose body limit is under a put is sent smaller puts, and gets everything', { timeout: 30_000 }, async () => {
+    const A = await daemon('limit-push-A')
+    const dir = await tempDir('limit-push-B')
+    dirs.push(dir)
+    await writeFile(join(dir, 'settings.json'), JSON.stringify({ limits: { maxBodyBytes: 64 * 1024 } }))
+    const B = await startDaemon({ dataDir: dir, host: '127.0.0.1', port: 0, pullIntervalSeconds: 3600 })
+    open.push(B)
+    const ids: string[] = []
+    for (let i = 0; i < 200; i++) ids.push((await A.node.author('post', { title: `post ${i}`, text: 'y'.repeat(1000), tags: [] })).id)
+    await A.node.addPeer(B.url, { push: true })
+    // addPeer starts the outbox now: what is stored from here on goes. 200 more, ~300 KB: several puts under 64 KB.
+    const more: string[] = []
+    for (let i = 0; i < 200; i++) more.push((await A.node.author('post', { title: `more ${i}`, text: 'z'.repeat(1000), tags: [] })).id)
+    await waitFor('all 200 on B', 20_000, async () => (await B.node.list()).length === 200, 50)
+    assert.deepEqual((await B.node.list()).map((r) => r.id).sort(), more.sort())
   })
 
   test('a push peer removed while a delivery to it is in flight is not tried again', { timeout: 30_000 }, async () => {
