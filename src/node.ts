@@ -7,7 +7,7 @@ import type { ModelRegistry } from './model/registry.js'
 import type { FacetFilter } from './model/types.js'
 import { parseIdText, type GlobalId } from './protocol/id.js'
 import { formatNow } from './protocol/time.js'
-import { getRequestXml, readGetAnswer, type Limits } from './protocol/envelope.js'
+import { FETCH_ON_MISS_HEADER, getRequestXml, readGetAnswer, type Limits } from './protocol/envelope.js'
 import { formatVersion } from './protocol/version.js'
 import type { NodeIdentity } from './trust/identity.js'
 import { checkNodeKey, type Proof, type Rotation } from './trust/chain.js'
@@ -156,7 +156,7 @@ export class DipNode {
       client.expectKey = peer.key
       let answer
       try {
-        answer = await client.success('get', getRequestXml({ name: def.name, version: formatVersion(def.version) }, wanted.slice(0, limits.maxIdsPerGet)))
+        answer = await client.success('get', getRequestXml({ name: def.name, version: formatVersion(def.version) }, wanted.slice(0, limits.maxIdsPerGet)), { [FETCH_ON_MISS_HEADER]: '1' })
       } catch (e) {
         if (e instanceof DipError && e.code === 'DIP_PEER_ERROR' && e.peerCode && isWireCode(e.peerCode) && (WIRE_CODES[e.peerCode] as WireCode).http !== undefined) {
           throw new DipError(e.peerCode, `${peer.url} refused: ${e.message}`, { cause: e })

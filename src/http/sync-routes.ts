@@ -5,7 +5,7 @@
 // into envelopes by the one error handler in app.ts.
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { DipError, type Result } from '../errors.js'
-import { listXml, parsePing, parseRequest, putXml, REQUEST_TYPES, RESPONSE_PREFIX, type Limits, type PutRow, type RequestType, type Speaks, type ListRequest, type GetRequest, type PutRequest } from '../protocol/envelope.js'
+import { FETCH_ON_MISS_HEADER, listXml, parsePing, parseRequest, putXml, REQUEST_TYPES, RESPONSE_PREFIX, type Limits, type PutRow, type RequestType, type Speaks, type ListRequest, type GetRequest, type PutRequest } from '../protocol/envelope.js'
 import { parseXml } from '../protocol/xml.js'
 import { stageModel, type StagedModel } from '../model/signed.js'
 import type { ModelRegistry } from '../model/registry.js'
@@ -74,10 +74,10 @@ export function registerSyncRoutes(app: FastifyInstance, deps: SyncDeps): void {
   // building, no encode), right after the signature's prefix (app.ts signs them in place).
   const GET_HEAD = Buffer.from('<response><status>success</status><models>')
   const GET_TAIL = Buffer.from('</models></response>')
-  async function get(req: GetRequest): Promise<Buffer> {
+  async function get(req: GetRequest, fetching: boolean): Promise<Buffer> {
     const ids = req.ids
     let found = await store.getModelBytes(ids)
-    if (deps.fetchOnMiss && found.length < ids.length) {
+    if (deps.fetchOnMiss && !fetching && found.length < ids.length) {
       const held = new Set(found.map((f) => f.row.i))
       if ((await deps.fetchOnMiss(req.modelName, ids.filter((i) => !held.has(i)))) > 0) found = await store.getModelBytes(ids)
     }
@@ -115,7 +115,7 @@ export function registerSyncRoutes(app: FastifyInstance, deps: SyncDeps): void {
     const body = request.body instanceof Buffer ? request.body : Buffer.alloc(0)
     const root = unwrap(parseXml(body))
     const req = unwrap(parseRequest(root, type, speaks, limits))
-    const xml = req.type === 'list' ? await list(req) : req.type === 'get' ? await get(req) : await put(req, originOf(request))
+    const xml = req.type === 'list' ? await list(req) : req.type === 'get' ? await get(req, request.headers[FETCH_ON_MISS_HEADER] !== undefined) : await put(req, originOf(request))
     return sendXml(reply, 200, xml)
   }
 

@@ -14,6 +14,13 @@ import { EPOCH, parseFilterTime, type TimeKey } from './time.js'
 import { formatVersion, isCompatible, parseVersion, shownVersion, type Version } from './version.js'
 import { childElements, childrenNamed, escapeText, firstChild, rawText, text, type XmlElement } from './xml.js'
 
+/**
+ * dipd's header on the gets fetch on miss makes (spec/push.md): a node that
+ * lacks the ids too does not fetch them in turn. Nodes of a pool sharing one
+ * key pin it to each other, and without it each asked the other for ever.
+ */
+export const FETCH_ON_MISS_HEADER = 'dip-fetch-on-miss'
+
 export const REQUEST_TYPES = ['list', 'get', 'put'] as const
 export type RequestType = (typeof REQUEST_TYPES)[number]
 /** The request versions this node speaks (highest of each). */

@@ -95,3 +95,25 @@ test("an origin's refusal reaches the caller: a bare 403, and a DIP error with i
     await new Promise<void>((r) => server.close(() => r()))
   }
 })
+
+test('two nodes that pin each other (a pool sharing one key) do not fetch on miss from each other in a circle', { timeout: 30_000 }, async () => {
+  const shared = generateKeyPair()
+  const [c, d] = [await tempDir('fom-c-'), await tempDir('fom-d-')]
+  dirs.push(c, d)
+  const C = await startDaemon({ dataDir: c.path, host: '127.0.0.1', port: 0, fetchOnMiss: true, importKey: shared })
+  const D = await startDaemon({ dataDir: d.path, host: '127.0.0.1', port: 0, fetchOnMiss: true, importKey: shared })
+  try {
+    // Each pins the other (the same key) with a pull that brings nothing.
+    await C.node.pull(D.url, { tags: ['nothing-has-this-tag'] })
+    await D.node.pull(C.url, { tags: ['nothing-has-this-tag'] })
+    const gets = async (n: Daemon) => (await n.node.metrics!.requests.get()).values.filter((v) => v.labels.type === 'get').reduce((s, v) => s + v.value, 0)
+    const [c0, d0] = [await gets(C), await gets(D)]
+    const r = await get(C.url, [`ed25519::${shared.publicKeyHex}::404`])
+    assert.deepEqual([r.status, r.models.length], [200, 0])
+    // The caller's get on C, and C's one get on D; D asked no one.
+    assert.deepEqual([(await gets(C)) - c0, (await gets(D)) - d0], [1, 1])
+  } finally {
+    await C.close()
+    await D.close()
+  }
+})
