@@ -17,7 +17,7 @@ import { postModel } from './model/post/post.js'
 import { messageModel } from './model/message/message.js'
 import { GraphStore } from './store/graph-store.js'
 import { Ingest } from './store/ingest.js'
-import { DipNode } from './node.js'
+import { DipNode, type LocalFilter } from './node.js'
 
 export function defaultRegistry(): ModelRegistry {
   return new ModelRegistry([postModel, messageModel])
@@ -68,6 +68,28 @@ export async function openNode(config: NodeConfig): Promise<DipNode & { close():
   return Object.assign(node, { close: () => store.close(), rateLimit: settings.rateLimit, settings })
 }
 
+/**
+ * A pull peer's pull: of its filter's model, or with none given (`dipd peer
+ * add` without --model) of every model this node speaks, as push sends them
+ * all. A model the filter does not fit (tags are a post's) or the peer does
+ * not speak is passed over; another failure ends the round.
+ */
+async function pullEveryModel(node: DipNode, url: string, filter: LocalFilter, signal: AbortSignal): Promise<void> {
+  if (filter.model !== undefined) {
+    await node.pull(url, filter, undefined, signal)
+    return
+  }
+  for (const def of node.deps.registry.all()) {
+    if (signal.aborted) return
+    try {
+      await node.pull(url, { ...filter, model: def.name }, undefined, signal)
+    } catch (e) {
+      const passed = e instanceof DipError && (e.code === 'DIP_FILTER_INVALID' || e.code === 'DIP_PEER_INCOMPATIBLE' || (e.code === 'DIP_PEER_ERROR' && e.peerCode === 'DIP_MODEL_NOT_SUPPORTED'))
+      if (!passed) throw e
+    }
+  }
+}
+
 export interface Daemon {
   url: string
   node: DipNode
@@ -84,7 +106,7 @@ export async function startDaemon(config: DaemonConfig): Promise<Daemon> {
   const replicator = new Replicator({
     store: node.deps.store,
     selfUrl: () => selfUrl,
-    pullPeer: (url, filter, signal) => node.pull(url, filter, undefined, signal),
+    pullPeer: (url, filter, signal) => pullEveryModel(node, url, filter as LocalFilter, signal),
     withAttachments: (row, xml) => servedModelXml(node.deps.store, row, xml),
     pullIntervalSeconds: config.pullIntervalSeconds ?? node.settings.pullIntervalSeconds,
   })

@@ -648,6 +648,15 @@ describe('changing and removing push peers', () => {
     assert.deepEqual((await B.node.list()).map((r) => r.id).sort(), more.sort())
   })
 
+  test('a pull peer added without --model is pulled for every model (push sends them all too)', { timeout: 30_000 }, async () => {
+    const A = await daemon('every-model-A')
+    const B = await daemon('every-model-B')
+    const post = await A.node.author('post', { title: 'a post', text: 'x', tags: [] })
+    const message = await A.node.author('message', { to: { group: 'dev' }, text: 'a message' })
+    await B.node.addPeer(A.url, { pull: true })
+    await waitFor('the post and the message on B', 10_000, async () => (await B.node.show(post.id)) !== undefined && (await B.node.show(message.id)) !== undefined, 50)
+  })
+
   test('a push peer removed while a delivery to it is in flight is not tried again', { timeout: 30_000 }, async () => {
     await new Promise<void>((r) => blackHole.listen(0, '127.0.0.1', () => r()))
     const addr = blackHole.address()
