@@ -13,7 +13,7 @@ import type { NodeIdentity } from './trust/identity.js'
 import { checkNodeKey, type Proof, type Rotation } from './trust/chain.js'
 import type { GraphStore, PeerRecord } from './store/graph-store.js'
 import { DipClient } from './sync/client.js'
-import type { PeerStatus, Replicator } from './sync/replicator.js'
+import { CIRCUIT_AFTER, type PeerStatus, type Replicator } from './sync/replicator.js'
 import type { Metrics } from './metrics.js'
 import type { Ingest } from './store/ingest.js'
 import { pull, type PullFilter, type PullProgress, type PullSummary } from './sync/pull.js'
@@ -191,7 +191,7 @@ export class DipNode {
       if (!outbox && r.push) {
         // No daemon: the outbox as it stands in the store.
         const state = await this.deps.store.pushState(r.url)
-        outbox = { url: r.url, push: true, pull: r.pull === true, queue: Math.max(0, this.deps.store.lastSeq - (state?.ackSeq ?? 0)), state, circuitOpen: false }
+        outbox = { url: r.url, push: true, pull: r.pull === true, queue: Math.max(0, this.deps.store.lastSeq - (state?.ackSeq ?? 0)), state, circuitOpen: (state?.failures ?? 0) >= CIRCUIT_AFTER, pullError: undefined }
       }
       out.push({ ...r, outbox })
     }

@@ -280,6 +280,7 @@ peers
                       ...(p.outbox.state.lastError ? [`  error     ${p.outbox.state.lastError}; next attempt ${p.outbox.state.nextAttempt ?? 'now'}`] : []),
                     ]
                   : []),
+                ...(p.outbox?.pullError ? [`  pull      failed ${p.outbox.pullError.at}: ${p.outbox.pullError.error}`] : []),
               ].join('\n'),
             )
             .join('\n'),

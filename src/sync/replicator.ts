@@ -28,7 +28,8 @@ export const PUSH_BATCH = 500
 const PUT_MAX_BYTES = 8 * 1024 * 1024
 const BACKOFF_BASE_MS = 250
 const BACKOFF_MAX_MS = 5 * 60_000
-const CIRCUIT_AFTER = 5
+/** failures in a row after which a push peer's circuit is open (tried only at the long backoff or when it pings) */
+export const CIRCUIT_AFTER = 5
 
 export interface ReplicatorDeps {
   store: GraphStore
@@ -55,6 +56,8 @@ interface PeerLoop {
   /** the last pull's end, ms */
   lastPull: number
   pulling: boolean
+  /** how the last scheduled or pinged pull failed (cleared by one that succeeds) */
+  pullError: { at: string; error: string } | undefined
 }
 
 export interface PeerStatus {
@@ -65,6 +68,8 @@ export interface PeerStatus {
   queue: number
   state: PushState | undefined
   circuitOpen: boolean
+  /** pull peers: how the last pull round failed, if it did (a key change to re-pin, a peer away) */
+  pullError: { at: string; error: string } | undefined
 }
 
 function jitter(ms: number): number {
@@ -122,7 +127,7 @@ export class Replicator {
       const state = (await this.#deps.store.pushState(rec.url)) ?? { ackSeq: rec.push ? this.#deps.store.lastSeq : 0, pushed: 0, failures: 0 }
       // A peer that answers slowly is given up at the timeout too, not only one that keeps silent for it.
       const timeoutMs = this.#deps.timeoutMs ?? 10_000
-      const loop: PeerLoop = { rec, client: new DipClient(rec.url, { timeoutMs, slowGraceMs: timeoutMs }), putBytes: PUT_MAX_BYTES, running: false, again: false, timer: undefined, state, lastPull: 0, pulling: false }
+      const loop: PeerLoop = { rec, client: new DipClient(rec.url, { timeoutMs, slowGraceMs: timeoutMs }), putBytes: PUT_MAX_BYTES, running: false, again: false, timer: undefined, state, lastPull: 0, pulling: false, pullError: undefined }
       this.#peers.set(rec.url, loop)
       if (rec.push) {
         await this.#deps.store.savePushState(rec.url, state)
@@ -171,6 +176,7 @@ export class Replicator {
       queue: p.rec.push ? Math.max(0, last - p.state.ackSeq) : 0,
       state: p.rec.push ? { ...p.state } : undefined,
       circuitOpen: p.state.failures >= CIRCUIT_AFTER,
+      pullError: p.pullError,
     }))
   }
 
@@ -332,8 +338,10 @@ export class Replicator {
     p.pulling = true
     try {
       await this.#deps.pullPeer(p.rec.url, p.rec.filter ?? {}, this.#stopping.signal)
-    } catch {
-      /* the next round tries again; `dipd peer list` shows the pin's last sync */
+      p.pullError = undefined
+    } catch (e) {
+      // The next round tries again; `dipd peer list` shows why this one failed (DIP_PEER_KEY_CHANGED wants the operator).
+      p.pullError = { at: new Date().toISOString(), error: e instanceof DipError ? `${e.code}${e.peerCode ? ` (${e.peerCode})` : ''}: ${e.message}` : String(e) }
     } finally {
       p.lastPull = Date.now()
       p.pulling = false

@@ -657,6 +657,22 @@ describe('changing and removing push peers', () => {
     await waitFor('the post and the message on B', 10_000, async () => (await B.node.show(post.id)) !== undefined && (await B.node.show(message.id)) !== undefined, 50)
   })
 
+  test("a pull peer's failed round shows in its status (a key changed with no rotation), and the next good one clears it", { timeout: 30_000 }, async () => {
+    const A = await daemon('pull-error-A')
+    const B = await daemon('pull-error-B')
+    await A.node.author('post', { title: 'one', text: 'x', tags: [] })
+    await B.node.addPeer(A.url, { pull: true })
+    const statusOf = async () => (await B.node.peers()).find((p) => p.url === A.url)?.outbox
+    await waitFor('the first pull to pin A', 5_000, async () => (await B.node.deps.store.peer(A.url))?.key === A.node.nodeKey, 20)
+    A.node.deps.identity.adopt(new NodeIdentity({ current: generateKeyPair() }))
+    B.node.replicator!.ping(A.url)
+    const failed = await waitFor('the failed pull in the status', 5_000, async () => (await statusOf())?.pullError, 20)
+    assert.match(failed.error, /^DIP_PEER_KEY_CHANGED/)
+    await B.node.repin(A.url)
+    B.node.replicator!.ping(A.url)
+    await waitFor('a good pull to clear it', 5_000, async () => (await statusOf())?.pullError === undefined, 20)
+  })
+
   test('a push peer removed while a delivery to it is in flight is not tried again', { timeout: 30_000 }, async () => {
     await new Promise<void>((r) => blackHole.listen(0, '127.0.0.1', () => r()))
     const addr = blackHole.address()
