@@ -581,6 +581,17 @@ describe('changing and removing push peers', () => {
     return d
   }
 
+  /** A pushing to B, a first post delivered and B's key pinned by that put. */
+  async function pinnedPushPair(label: string): Promise<{ A: Daemon; B: Daemon }> {
+    const A = await daemon(`${label}-A`)
+    const B = await daemon(`${label}-B`)
+    await A.node.addPeer(B.url, { push: true })
+    const first = await A.node.author('post', { title: 'the first post', text: 'x', tags: [] })
+    await waitFor('the first post on B', 5_000, async () => (await B.node.show(first.id)) !== undefined)
+    await waitFor('the first put to pin B', 5_000, async () => (await A.node.deps.store.peer(B.url))?.key === B.node.nodeKey)
+    return { A, B }
+  }
+
   test('a pull peer made a push peer too is offered only what is stored from then on', { timeout: 30_000 }, async () => {
     const A = await daemon('switch-A')
     const B = await daemon('switch-B')
@@ -600,12 +611,7 @@ describe('changing and removing push peers', () => {
   })
 
   test('a push peer that rotates its key is followed (its manifest shows the rotation): every post still arrives', { timeout: 30_000 }, async () => {
-    const A = await daemon('rot-push-A')
-    const B = await daemon('rot-push-B')
-    await A.node.addPeer(B.url, { push: true })
-    const first = await A.node.author('post', { title: 'before the rotation', text: 'x', tags: [] })
-    await waitFor('the first post on B', 5_000, async () => (await B.node.show(first.id)) !== undefined)
-    await waitFor('the first put to pin B', 5_000, async () => (await A.node.deps.store.peer(B.url))?.key === B.node.nodeKey)
+    const { A, B } = await pinnedPushPair('rot-push')
     await B.node.rotateKey()
     const ids: string[] = []
     for (let i = 0; i < 3; i++) ids.push((await A.node.author('post', { title: `after ${i}`, text: 'x', tags: [] })).id)
@@ -616,12 +622,7 @@ describe('changing and removing push peers', () => {
   })
 
   test('a push peer whose key changed with no rotation gets nothing until re-pinned, then everything', { timeout: 30_000 }, async () => {
-    const A = await daemon('repin-push-A')
-    const B = await daemon('repin-push-B')
-    await A.node.addPeer(B.url, { push: true })
-    const first = await A.node.author('post', { title: 'to the first B', text: 'x', tags: [] })
-    await waitFor('the first post on B', 5_000, async () => (await B.node.show(first.id)) !== undefined)
-    await waitFor('the first put to pin B', 5_000, async () => (await A.node.deps.store.peer(B.url))?.key === B.node.nodeKey)
+    const { A, B } = await pinnedPushPair('repin-push')
     // B's key replaced outright (no rotation): A refuses its answers.
     B.node.deps.identity.adopt(new NodeIdentity({ current: generateKeyPair() }))
     const second = await A.node.author('post', { title: 'to a B with another key', text: 'x', tags: [] })
