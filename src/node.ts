@@ -37,6 +37,11 @@ export interface NodeDeps {
   saveIdentity: (identity: NodeIdentity) => Promise<void>
 }
 
+/** Options that came through the local API as JSON: an object, or a caller's mistake (DIP_USAGE), never a TypeError. */
+function optionsObject(v: unknown, op: string): void {
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new DipError('DIP_USAGE', `${op}: its options are an object`)
+}
+
 export class DipNode {
   readonly deps: NodeDeps
 
@@ -203,7 +208,9 @@ export class DipNode {
    * model newly stored here from now on, `pull` pulls from it on a schedule;
    * `filter` narrows both (same fields as the list filters).
    */
-  async addPeer(url: string, opts: { push?: boolean; pull?: boolean; filter?: LocalFilter }): Promise<PeerRecord> {
+  async addPeer(url: string, opts: { push?: boolean; pull?: boolean; filter?: LocalFilter } = {}): Promise<PeerRecord> {
+    optionsObject(opts, 'addPeer')
+    if (opts.filter !== undefined) optionsObject(opts.filter, 'addPeer: the filter')
     const base = new DipClient(url).base
     const filter = opts.filter ?? {}
     listQuery(filter, (f) => this.#facets(f)) // validates the filter now, not at the first delivery
@@ -240,7 +247,8 @@ export class DipNode {
   }
 
   /** Per-peer sender policy: only models by `allow` keys (when given), never by `deny` keys. */
-  async setPeer(url: string, policy: { allow?: string[] | undefined; deny?: string[] | undefined }): Promise<PeerRecord> {
+  async setPeer(url: string, policy: { allow?: string[] | undefined; deny?: string[] | undefined } = {}): Promise<PeerRecord> {
+    optionsObject(policy, 'setPeer')
     const base = new DipClient(url).base
     const old = await this.deps.store.peer(base)
     if (!old) throw new DipError('DIP_NOT_FOUND', `no peer ${base} yet: pull from it first`)

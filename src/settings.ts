@@ -59,6 +59,9 @@ export function resolveSettings(input: unknown): Settings {
   if (input === undefined) return DEFAULT_SETTINGS
   if (typeof input !== 'object' || input === null || Array.isArray(input)) throw bad('must be a JSON object')
   const s = input as { limits?: Record<string, unknown>; maxFutureSeconds?: unknown; rateLimit?: Record<string, unknown>; pullIntervalSeconds?: unknown; fetchOnMiss?: unknown; heapGrowingPercent?: unknown }
+  const isObject = (v: unknown) => typeof v === 'object' && v !== null && !Array.isArray(v)
+  if (s.limits !== undefined && !isObject(s.limits)) throw bad('limits must be an object of limits')
+  if (s.rateLimit !== undefined && !isObject(s.rateLimit)) throw bad('rateLimit must be an object {max, windowSeconds}')
   const limits: Limits = { ...DEFAULT_LIMITS }
   for (const [k, v] of Object.entries(s.limits ?? {})) {
     if (!(k in DEFAULT_LIMITS)) throw bad(`unknown limit ${k}`)

@@ -3,7 +3,7 @@
 // status of PROTOCOL.md §1 and never echoes internals on a 5xx.
 import { STATUS_CODES } from 'node:http'
 import type { Socket } from 'node:net'
-import Fastify, { type FastifyError, type FastifyInstance } from 'fastify'
+import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply } from 'fastify'
 import { DipError } from '../errors.js'
 import rateLimit from '@fastify/rate-limit'
 import { ONE_PASS_SIGN_MIN, sign, signOnePass } from '../crypto/ed25519.js'
@@ -12,7 +12,7 @@ import type { Metrics } from '../metrics.js'
 import { errorXml, PING_VERSION, REQUEST_VERSIONS, RESPONSE_PREFIX, type Limits, type SupportedSet } from '../protocol/envelope.js'
 import { formatVersion } from '../protocol/version.js'
 import { registerSyncRoutes, sendXml, type SyncDeps } from './sync-routes.js'
-import { localStatus, registerLocalRoutes, type LocalDeps } from './local-routes.js'
+import { isLocalRequest, localStatus, registerLocalRoutes, type LocalDeps } from './local-routes.js'
 
 export interface AppDeps extends SyncDeps {
   /** the node's keys: the current one signs every answer (PROTOCOL.md §8); the manifest publishes life, rotations, proofs */
@@ -108,6 +108,11 @@ export function responseSignature(identity: NodeIdentity, body: Buffer): Record<
   return { 'DIP-Node-Key': `ed25519::${key.publicKeyHex}`, 'DIP-Signature': Buffer.from(signature).toString('hex') }
 }
 
+/** The local API answers JSON, errors included (README): `{"error": {code, message, peerCode}}`. */
+function sendLocalError(reply: FastifyReply, e: DipError): FastifyReply {
+  return reply.code(localStatus(e)).send({ error: { code: e.code, message: e.code === 'DIP_INTERNAL' ? 'internal error' : e.message, peerCode: e.peerCode } })
+}
+
 export function buildApp(deps: AppDeps): FastifyInstance {
   const limits: Limits = deps.limits
   const requestTimeout = deps.requestTimeoutMs ?? REQUEST_TIMEOUT_MS
@@ -131,6 +136,7 @@ export function buildApp(deps: AppDeps): FastifyInstance {
         error.code === 'FST_ERR_MAX_PARAM_LENGTH' && sync
           ? new DipError('DIP_REQUEST_NOT_SUPPORTED', 'request type is not supported')
           : new DipError('DIP_REQUEST_INVALID', 'malformed request line', { cause: error })
+      if (isLocalRequest(request)) return void sendLocalError(reply, e)
       // These replies bypass the hooks: sign here.
       const body = Buffer.from(errorXml(e, supportedSet(deps)), 'utf8')
       for (const [k, v] of Object.entries(responseSignature(deps.identity, body))) reply.header(k, v)
@@ -152,8 +158,8 @@ export function buildApp(deps: AppDeps): FastifyInstance {
   // the exact body bytes. The prefix keeps a body from ever passing for
   // signed content. One signature per answer, whatever its size.
   app.addHook('onSend', async (request, reply, payload) => {
-    const url = request.url
-    const path = url.split('?')[0]!
+    // The route the request reached (a path may spell it with %-escapes), else the path as sent.
+    const path = request.routeOptions.url ?? request.url.split('?')[0]!
     // A blob's hash vouches for its bytes; a blob route's error is an envelope like any other.
     const blobBytes = path.startsWith('/api/sync/blob/') && reply.statusCode === 200
     const signed = (path.startsWith('/api/sync/') && !blobBytes) || path === '/.well-known/dip.json' || path === '/.well-known/dip.json/'
@@ -181,7 +187,7 @@ export function buildApp(deps: AppDeps): FastifyInstance {
     app.register(rateLimit, {
       max: rl.max,
       timeWindow: rl.windowSeconds * 1000,
-      allowList: (request) => request.url.startsWith('/api/local/'),
+      allowList: (request) => isLocalRequest(request),
       errorResponseBuilder: (_request, context) => new DipError('DIP_RATE_LIMITED', `over ${context.max} requests in ${Math.round(rl.windowSeconds)} s; retry after ${context.after}`),
     })
   }
@@ -190,13 +196,12 @@ export function buildApp(deps: AppDeps): FastifyInstance {
     const e = toDipError(error)
     // 501 says what the client asked is not spoken here: not this node's failure.
     if (e.httpStatus >= 500 && e.httpStatus !== 501) request.log.error({ err: error }, 'request failed')
-    if (request.url.startsWith('/api/local/')) {
-      return reply.code(localStatus(e)).send({ error: { code: e.code, message: e.code === 'DIP_INTERNAL' ? 'internal error' : e.message, peerCode: e.peerCode } })
-    }
+    if (isLocalRequest(request)) return sendLocalError(reply, e)
     return sendXml(reply, e.httpStatus, errorXml(e, supported))
   })
   app.setNotFoundHandler((request, reply) => {
-    return sendXml(reply, 404, errorXml(new DipError('DIP_NOT_FOUND', `no route ${request.method} ${request.url.split('?')[0]!.slice(0, 200)}`), supported))
+    const e = new DipError('DIP_NOT_FOUND', `no route ${request.method} ${request.url.split('?')[0]!.slice(0, 200)}`)
+    return isLocalRequest(request) ? sendLocalError(reply, e) : sendXml(reply, 404, errorXml(e, supported))
   })
 
   // PROTOCOL.md §9 (after Urbit's Beacon): built per request, since a key

@@ -10,7 +10,7 @@
 //   POST /api/local/call          {op, args} -> {result}: the CLI's other commands (peers, repin,
 //                                 setPeer, addPeer, removePeer, rotateKey, addProof, ban, unban, bans), run in the daemon
 import { timingSafeEqual } from 'node:crypto'
-import type { FastifyInstance } from 'fastify'
+import type { FastifyInstance, FastifyRequest } from 'fastify'
 import { DipError } from '../errors.js'
 import type { ModelRegistry } from '../model/registry.js'
 import { parseIdText } from '../protocol/id.js'
@@ -54,6 +54,19 @@ const LOCAL_STATUS: Record<string, number> = {
   DIP_INTERNAL: 500,
 }
 
+/** Whether a request was routed to the local API (its route, or for no route its decoded path). */
+export function isLocalRequest(request: FastifyRequest): boolean {
+  const route = request.routeOptions.url
+  if (route !== undefined) return route.startsWith('/api/local/')
+  let path = request.url.split('?')[0]!
+  try {
+    path = decodeURIComponent(path)
+  } catch {
+    /* a malformed escape: as it is */
+  }
+  return path.startsWith('/api/local/')
+}
+
 /** HTTP status of an error on the local API: client mistakes are 400, peers' troubles 502. */
 export function localStatus(e: DipError): number {
   return LOCAL_STATUS[e.code] ?? (e.code.startsWith('DIP_PEER_') ? 502 : e.httpStatus === 500 ? 400 : e.httpStatus)
@@ -78,7 +91,8 @@ function readJson(body: unknown): Record<string, unknown> {
 export function registerLocalRoutes(app: FastifyInstance, deps: LocalDeps): void {
   const expected = Buffer.from(`Bearer ${deps.token}`)
   app.addHook('onRequest', async (request) => {
-    if (!request.url.startsWith('/api/local/')) return
+    // By the route the request was sent to, not its raw URL: `/api/%6cocal/…` reaches the same routes.
+    if (!isLocalRequest(request)) return
     const given = Buffer.from(request.headers.authorization ?? '')
     if (!isLoopback(request.socket.remoteAddress) || given.length !== expected.length || !timingSafeEqual(given, expected)) {
       throw new DipError('DIP_LOCAL_FORBIDDEN', 'the local API takes loopback clients with the token of DIR/daemon.json')
@@ -90,7 +104,8 @@ export function registerLocalRoutes(app: FastifyInstance, deps: LocalDeps): void
 
   app.post('/api/local/models', async (request) => {
     const body = readJson(request.body)
-    return deps.node.author(typeof body.model === 'string' ? body.model : 'post', body.fields)
+    if (body.model !== undefined && typeof body.model !== 'string') throw new DipError('DIP_USAGE', '"model" is the name of a model ("post", "message")')
+    return deps.node.author(body.model ?? 'post', body.fields)
   })
 
   app.get('/api/local/models/:id', async (request) => {
@@ -134,14 +149,21 @@ export function registerLocalRoutes(app: FastifyInstance, deps: LocalDeps): void
   app.post('/api/local/pull', async (request, reply) => {
     const body = readJson(request.body)
     if (typeof body.from !== 'string') throw new DipError('DIP_USAGE', 'pull needs {"from": URL}')
-    reply.hijack()
     const res = reply.raw
-    res.writeHead(200, { 'content-type': 'application/x-ndjson' })
     // A client that goes away (Ctrl-C on dipd pull) stops the pull: the batches in flight are committed.
     const gone = new AbortController()
     res.once('close', () => {
       if (!res.writableEnded) gone.abort()
     })
+    // The 200 and its NDJSON start with the first progress line: a pull refused before it (a filter
+    // the model has not, a URL that is none, a peer away) is an error answer with its status.
+    let streaming = false
+    const stream = () => {
+      if (streaming) return
+      streaming = true
+      reply.hijack()
+      res.writeHead(200, { 'content-type': 'application/x-ndjson' })
+    }
     let last = 0
     try {
       const summary = await deps.node.pull(
@@ -151,12 +173,15 @@ export function registerLocalRoutes(app: FastifyInstance, deps: LocalDeps): void
           const now = Date.now()
           if (now - last < 100 && p.retry === undefined) return // at most ten progress lines a second, and every retry
           last = now
+          stream()
           res.write(JSON.stringify({ progress: p }) + '\n')
         },
         gone.signal,
       )
+      stream()
       res.end(JSON.stringify({ summary }) + '\n')
     } catch (err) {
+      if (!streaming) throw err
       const e = err instanceof DipError ? err : new DipError('DIP_INTERNAL', 'internal error', { cause: err })
       if (e.code === 'DIP_INTERNAL') request.log.error({ err }, 'pull failed')
       res.end(JSON.stringify({ error: { code: e.code, message: e.message, peerCode: e.peerCode } }) + '\n')

@@ -1009,6 +1009,9 @@ describe('DIR/settings.json', () => {
     ['maxFutureSeconds not a number', '{"maxFutureSeconds":"soon"}'],
     ['not an object', '[1,2]'],
     ['heapGrowingPercent out of range', '{"heapGrowingPercent":-5}'],
+    ['limits not an object', '{"limits":5}'],
+    ['limits a list', '{"limits":[]}'],
+    ['rateLimit not an object', '{"rateLimit":"abc"}'],
   ] as const) {
     test(`a malformed settings.json (${name}) makes startDaemon reject with DIP_USAGE`, async () => {
       const dir = await tempDir('settings-bad')
