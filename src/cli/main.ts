@@ -194,12 +194,6 @@ withFilters(
       process.exitCode = 130
     }
   } catch (e) {
-    // Through a daemon, the answer ends with the request; the daemon commits what it has in flight.
-    if (daemon && interrupt.signal.aborted) {
-      process.stderr.write('interrupted: the daemon commits the batches in flight; the same command goes on from there\n')
-      process.exitCode = 130
-      return
-    }
     view.stop()
     if (stored > 0) process.stderr.write(`${daemon ? 'at least ' : ''}${stored} models were stored before the error and are kept; the same command goes on from there\n`)
     throw e

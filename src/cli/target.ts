@@ -3,6 +3,7 @@
 // local API (token in DIR/daemon.json); otherwise they open the folder
 // themselves.
 import { stat } from 'node:fs/promises'
+import { randomBytes } from 'node:crypto'
 import { setFlagsFromString } from 'node:v8'
 import { request } from 'undici'
 import { DipError, isDipCode, type DipCode } from '../errors.js'
@@ -19,13 +20,14 @@ export class LocalApi {
     this.#info = info
   }
 
-  async #send(method: 'GET' | 'POST', path: string, body?: unknown, signal?: AbortSignal) {
+  /** `waitLong`: no time limit of the client's own (a pull: the daemon's limits on its peer govern, and its answer starts with its first progress). */
+  async #send(method: 'GET' | 'POST', path: string, body?: unknown, waitLong = false) {
     try {
       return await request(this.#info.url + path, {
         method,
         headers: { authorization: `Bearer ${this.#info.token}`, 'content-type': 'application/json' },
         ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-        ...(signal ? { signal } : {}),
+        ...(waitLong ? { headersTimeout: 0, bodyTimeout: 0 } : {}),
       })
     } catch (cause) {
       throw new DipError('DIP_DATA_LOCKED', `the daemon at ${this.#info.url} does not answer`, { cause })
@@ -39,9 +41,24 @@ export class LocalApi {
     return j as T
   }
 
-  /** `signal` ends the request: the daemon then stops the pull, committing the batches in flight. */
+  /**
+   * `signal` asks the daemon to stop the pull (POST /api/local/pull/stop):
+   * it commits the batches in flight, and the stream ends with the summary,
+   * `interrupted` set, as a pull run here would.
+   */
   async pull(from: string, filter: LocalFilter, onProgress: (p: PullProgress) => void, signal?: AbortSignal): Promise<PullSummary> {
-    const res = await this.#send('POST', '/api/local/pull', { from, filter }, signal)
+    const id = randomBytes(8).toString('hex')
+    const stop = () => void this.json('POST', '/api/local/pull/stop', { id }).catch(() => {})
+    signal?.addEventListener('abort', stop, { once: true })
+    try {
+      return await this.#pull(from, filter, onProgress, id)
+    } finally {
+      signal?.removeEventListener('abort', stop)
+    }
+  }
+
+  async #pull(from: string, filter: LocalFilter, onProgress: (p: PullProgress) => void, id: string): Promise<PullSummary> {
+    const res = await this.#send('POST', '/api/local/pull', { from, filter, id }, true)
     if (res.statusCode !== 200) {
       const j = (await res.body.json().catch(() => ({}))) as { error?: { code: string; message: string } }
       throw toError(j.error)
@@ -60,7 +77,7 @@ export class LocalApi {
         }
       }
     } catch (cause) {
-      if (cause instanceof DipError || signal?.aborted) throw cause
+      if (cause instanceof DipError) throw cause
       // The daemon went away mid-pull (killed, say): what it committed stays, and the same command goes on from there.
       throw new DipError('DIP_DATA_LOCKED', `the daemon at ${this.#info.url} stopped answering during the pull`, { cause })
     }

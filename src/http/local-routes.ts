@@ -146,15 +146,31 @@ export function registerLocalRoutes(app: FastifyInstance, deps: LocalDeps): void
     }
   })
 
+  // Pulls run for a client that named them (`id`): POST /api/local/pull/stop stops one as
+  // Ctrl-C stops `dipd pull`, and its stream still ends with the summary.
+  const pulls = new Map<string, AbortController>()
+
+  app.post('/api/local/pull/stop', async (request) => {
+    const body = readJson(request.body)
+    const pull = typeof body.id === 'string' ? pulls.get(body.id) : undefined
+    pull?.abort()
+    return { stopped: pull !== undefined }
+  })
+
   app.post('/api/local/pull', async (request, reply) => {
     const body = readJson(request.body)
     if (typeof body.from !== 'string') throw new DipError('DIP_USAGE', 'pull needs {"from": URL}')
     const res = reply.raw
-    // A client that goes away (Ctrl-C on dipd pull) stops the pull: the batches in flight are committed.
+    // A client that goes away (a second Ctrl-C on dipd pull) stops the pull too: the batches in flight are committed.
     const gone = new AbortController()
     res.once('close', () => {
       if (!res.writableEnded) gone.abort()
     })
+    const id = typeof body.id === 'string' && body.id.length > 0 && body.id.length <= 64 && !pulls.has(body.id) ? body.id : undefined
+    if (id !== undefined) {
+      pulls.set(id, gone)
+      res.once('close', () => pulls.delete(id))
+    }
     // The 200 and its NDJSON start with the first progress line: a pull refused before it (a filter
     // the model has not, a URL that is none, a peer away) is an error answer with its status.
     let streaming = false

@@ -253,21 +253,28 @@ async function assertGoesOn(dir: string, url: string, stored: number): Promise<v
   await assertHoldsSource(dir)
 }
 
-test('Ctrl-C on dipd pull: exit 130 after committing the batches in flight, and the same command goes on from there', async () => {
-  const b = await tempDir('resume-sigint-')
-  dirs.push(b)
-  // Ctrl-C once two get answers went through.
-  let child: ChildProcess | undefined
-  const proxy = await proxyToA((n) => n === 2 && child?.kill('SIGINT'))
-  try {
-    const first = await runPull(b.path, proxy.url, undefined, (c) => (child = c))
-    assert.equal(first.code, 130, 'exit 130')
-    assert.equal(first.summary?.interrupted, true, 'the summary says interrupted')
-    await assertGoesOn(b.path, proxy.url, first.summary.stored)
-  } finally {
-    await proxy.close()
-  }
-})
+for (const viaDaemon of [false, true]) {
+  test(`Ctrl-C on dipd pull${viaDaemon ? ' through a daemon' : ''}: exit 130 after committing the batches in flight, with the summary, and the same command goes on from there`, async () => {
+    const b = await tempDir('resume-sigint-')
+    dirs.push(b)
+    // With a daemon on DIR, the CLI asks it to stop the pull (POST /api/local/pull/stop) and still gets the summary.
+    const B = viaDaemon ? await startDaemon({ dataDir: b.path, host: '127.0.0.1', port: 0 }) : undefined
+    // Ctrl-C once two get answers went through.
+    let child: ChildProcess | undefined
+    const proxy = await proxyToA((n) => n === 2 && child?.kill('SIGINT'))
+    try {
+      const first = await runPull(b.path, proxy.url, undefined, (c) => (child = c))
+      assert.equal(first.code, 130, `exit 130: ${first.stderr}`)
+      assert.equal(first.summary?.interrupted, true, 'the --json summary says interrupted')
+      assert.ok(first.summary.stored < N, 'it stopped before the end')
+      await B?.close()
+      await assertGoesOn(b.path, proxy.url, first.summary.stored)
+    } finally {
+      await proxy.close()
+      await B?.close()
+    }
+  })
+}
 
 test('a pull whose peer fails midway keeps what it stored, says so, and the same command goes on from there', async () => {
   const b = await tempDir('resume-cut-')
