@@ -100,13 +100,14 @@ function decodeRefs(raw: string): string {
       continue
     }
     const semi = raw.indexOf(';', amp + 1)
-    if (semi === -1 || semi - amp > 10) throw new SyntaxErr(`undefined entity or bare & near ${JSON.stringify(raw.slice(amp, amp + 12))}`)
+    if (semi === -1) throw new SyntaxErr(`undefined entity or bare & near ${JSON.stringify(raw.slice(amp, amp + 12))}`)
     const name = raw.slice(amp + 1, semi)
     const named = Object.hasOwn(NAMED, name) ? NAMED[name] : undefined
     if (named !== undefined) out += named
     else {
-      const m = /^#(?:([0-9]{1,7})|x([0-9a-fA-F]{1,6}))$/.exec(name)
-      if (!m) throw new SyntaxErr(`undefined entity or bare & near ${JSON.stringify(raw.slice(amp, semi + 1))}`)
+      // XML 1.0 §4.1: any number of digits, leading zeros included (`&#00000065;` is "A").
+      const m = /^#(?:0*([0-9]{1,7})|x0*([0-9a-fA-F]{1,6}))$/.exec(name)
+      if (!m) throw new SyntaxErr(`undefined entity or bare & near ${JSON.stringify(raw.slice(amp, Math.min(semi + 1, amp + 40)))}`)
       const cp = m[1] !== undefined ? Number(m[1]) : parseInt(m[2]!, 16)
       if (!isXmlChar(cp)) throw new SyntaxErr(`character reference to a non-XML character ${cp}`)
       out += String.fromCodePoint(cp)

@@ -46,6 +46,10 @@ test('well-formed XML parses: BOM, declaration, CDATA, references, depth 64, lin
   assert.ok(parseXml(new Uint8Array([0xef, 0xbb, 0xbf, ...Buffer.from('<r/>')])).ok)
   assert.ok(parseXml('<a>'.repeat(MAX_DEPTH) + '</a>'.repeat(MAX_DEPTH)).ok)
   assert.ok(parseXml('<a>'.repeat(MAX_DEPTH - 1) + '<b/>' + '</a>'.repeat(MAX_DEPTH - 1)).ok)
+  // XML 1.0 §4.1 sets no limit on a character reference's digits: leading zeros are allowed.
+  const zeros = parseXml(`<r a="&#${'0'.repeat(30)}65;">&#00000065;&#x0000041;</r>`)
+  assert.ok(zeros.ok)
+  assert.deepEqual([zeros.value.attrs.a, zeros.value.children], ['A', ['AA']])
   const r = parseXml('<r a="x&#9;y\tz&#10;"><![CDATA[<&>]]>&amp;&#13;&#x41;\r\nq\rw<!-- c --><?pi?></r>')
   assert.ok(r.ok)
   assert.deepEqual(r.value.children, ['<&>&\rA\nq\nw'])
