@@ -7,6 +7,9 @@ import { EPOCH, MAX_TIME, parseContentTime, parseFilterTime, timeKeyFromMs } fro
 import { isCompatible, parseVersion } from '../../src/protocol/version.js'
 import { MAX_DEPTH, parseXml } from '../../src/protocol/xml.js'
 import { readListAnswer } from '../../src/protocol/envelope.js'
+import { stageModel } from '../../src/model/signed.js'
+import { generateKeyPair, limits, makePost, registry } from '../factory.js'
+import { sign } from '../../src/crypto/ed25519.js'
 import { postModel, type PostFields } from '../../src/model/post/post.js'
 import { xmlTree as tree } from '../arbitraries.js'
 
@@ -237,5 +240,29 @@ test('stageModel: a model in the served form is kept as its own text; any other 
     const st = stage(v)
     assert.equal(st.xml, served, v)
     assert.equal(st.hash, authored.value.hash)
+  }
+})
+
+test('post fields PROTOCOL.md §5 gives no grammar for are taken as another node may write them: an empty tag, a size with leading zeros, a mimetype with parameters', () => {
+  const pair = generateKeyPair()
+  const base = makePost(pair, { localId: 1, tags: ['cats'] })
+  const stage = (content: string) => {
+    const sig = Buffer.from(sign(pair, Buffer.from(content))).toString('hex')
+    const root = parseXml(`<model name="post" version="1.1">${content}<signatures><signature key="${pair.publicKeyHex}" type="ed25519" value="${sig}"/></signatures></model>`)
+    assert.ok(root.ok)
+    return stageModel(root.value, registry, limits)
+  }
+  const emptyTag = stage(base.content.replace('<tag>cats</tag>', '<tag>cats</tag><tag></tag>'))
+  assert.ok(emptyTag.ok, JSON.stringify(!emptyTag.ok && emptyTag.rejection))
+  assert.deepEqual(emptyTag.value.meta.facets.tag, ['cats', ''])
+  const hash = `sha256:${'ab'.repeat(32)}`
+  const withAttachment = (attrs: string) => stage(base.content.replace('</content>', `<attachments><attachment ${attrs}/></attachments></content>`))
+  for (const attrs of [`hash="${hash}" mimetype="text/plain; charset=utf-8" name="a.txt" size="12"`, `hash="${hash}" mimetype="image/png" name="a.png" size="012"`]) {
+    const r = withAttachment(attrs)
+    assert.ok(r.ok, `${attrs}: ${JSON.stringify(!r.ok && r.rejection)}`)
+  }
+  for (const attrs of [`hash="${hash}" mimetype="png" size="12"`, `hash="${hash}" mimetype="image/png " size="12"`, `hash="${hash}" mimetype="image/png" size="-1"`, `hash="${hash}" mimetype="image/png" size="1e3"`]) {
+    const r = withAttachment(attrs)
+    assert.ok(!r.ok && r.rejection.code === 'DIP_MODEL_INVALID', attrs)
   }
 })

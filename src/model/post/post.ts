@@ -50,7 +50,10 @@ export interface PostFields {
 const ORDER = ['id', 'title', 'text', 'tags', 'thread', 'pub-time', 'update-time', 'tripcode', 'attachments'] as const
 const REQUIRED = ['id', 'title', 'text', 'pub-time', 'update-time'] as const
 const HASH_RE = /^sha256:[0-9a-f]{64}$/
-const SIZE_RE = /^(0|[1-9][0-9]{0,14})$/
+/** PROTOCOL.md §5 gives sizes, mimetypes and tags no grammar beyond "1234", "image/png" and "exact, case-sensitive strings": what another node may send is taken. */
+const SIZE_RE = /^[0-9]{1,15}$/
+/** type/subtype, parameters allowed, printable ASCII (it is served as the blob's Content-Type) */
+const MIMETYPE_RE = /^[\x21-\x7e]+\/[\x21-\x7e]+(?:[\x20-\x7e]*[\x21-\x7e])?$/
 export const POST_REF_RE = /\[post\](ed25519::[0-9a-f]{64}::[0-9A-Za-z._-]{1,64})\[\/post\]/g
 
 const invalid = (msg: string) => fail<never>('DIP_MODEL_INVALID', msg)
@@ -60,7 +63,7 @@ function parseAttachment(el: XmlElement): Result<AttachmentRef> {
   const { hash, mimetype, name, size } = el.attrs
   if (hash === undefined || !HASH_RE.test(hash)) return invalid('attachment hash must be sha256:<64 hex>')
   if (size === undefined || !SIZE_RE.test(size)) return invalid('attachment size must be a decimal byte count')
-  if (mimetype === undefined || !/^[\x21-\x7e]+\/[\x21-\x7e]+$/.test(mimetype)) return invalid('attachment mimetype must be type/subtype')
+  if (mimetype === undefined || !MIMETYPE_RE.test(mimetype)) return invalid('attachment mimetype must be type/subtype of printable ASCII')
   return ok({ hash, mimetype, name: name ?? '', size: Number(size) })
 }
 
@@ -81,8 +84,7 @@ function fromContent(content: XmlElement): Result<Post> {
     for (const t of childrenNamed(tagsEl, 'tag')) {
       const v = plainText(t)
       if (!v.ok) return v
-      if (v.value === '') return invalid('a tag may not be empty')
-      tags.push(v.value)
+      tags.push(v.value) // an empty tag too: a string like any other (authoring here makes none, and no filter asks for one)
     }
   }
   let thread: GlobalId | undefined
