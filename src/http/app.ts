@@ -41,6 +41,12 @@ export const REQUEST_TIMEOUT_MS = 300_000
  * as a signed DIP answer, like every other, instead of fastify's JSON. The
  * connection is closed after it: its framing can no longer be trusted.
  */
+/** An error as a signed DIP answer (PROTOCOL.md §1, §8): its body and the headers that sign it. */
+function signedError(e: DipError, identity: NodeIdentity, supported: SupportedSet): { body: Buffer; signature: Record<string, string> } {
+  const body = Buffer.from(errorXml(e, supported), 'utf8')
+  return { body, signature: responseSignature(identity, body) }
+}
+
 function clientErrorAnswer(err: NodeJS.ErrnoException, socket: Socket, identity: NodeIdentity, supported: SupportedSet): void {
   if (err.code === 'ECONNRESET' || socket.destroyed) return
   // A response already under way on this connection cannot be followed by another.
@@ -52,9 +58,9 @@ function clientErrorAnswer(err: NodeJS.ErrnoException, socket: Socket, identity:
         : err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
           ? new DipError('DIP_REQUEST_INVALID', 'the request did not arrive whole in time')
           : new DipError('DIP_REQUEST_INVALID', 'malformed HTTP request')
-    const body = Buffer.from(errorXml(e, supported), 'utf8')
+    const { body, signature } = signedError(e, identity, supported)
     let head = `HTTP/1.1 ${e.httpStatus} ${STATUS_CODES[e.httpStatus]}\r\nContent-Type: application/xml; charset=utf-8\r\nContent-Length: ${body.length}\r\n`
-    for (const [k, v] of Object.entries(responseSignature(identity, body))) head += `${k}: ${v}\r\n`
+    for (const [k, v] of Object.entries(signature)) head += `${k}: ${v}\r\n`
     socket.write(Buffer.concat([Buffer.from(`${head}Connection: close\r\n\r\n`, 'latin1'), body]))
   }
   socket.destroy()
@@ -116,6 +122,7 @@ function sendLocalError(reply: FastifyReply, e: DipError): FastifyReply {
 export function buildApp(deps: AppDeps): FastifyInstance {
   const limits: Limits = deps.limits
   const requestTimeout = deps.requestTimeoutMs ?? REQUEST_TIMEOUT_MS
+  const supported = supportedSet(deps)
   const app = Fastify({
     logger: deps.logger ?? false,
     bodyLimit: limits.maxBodyBytes,
@@ -123,7 +130,7 @@ export function buildApp(deps: AppDeps): FastifyInstance {
     // Node checks the timeouts on this period (30 s by default), and takes
     // the smaller of the two for the headers: keep the headers' own (60 s) smaller.
     http: { connectionsCheckingInterval: Math.min(30_000, Math.max(50, Math.floor(requestTimeout / 4))), headersTimeout: Math.min(60_000, requestTimeout) },
-    clientErrorHandler: (err, socket) => clientErrorAnswer(err, socket, deps.identity, supportedSet(deps)),
+    clientErrorHandler: (err, socket) => clientErrorAnswer(err, socket, deps.identity, supported),
     // PROTOCOL.md §1: served with and without the trailing slash, never redirected.
     // DIP ids are long: keep the router's parameter limit generous.
     routerOptions: { ignoreTrailingSlash: true, maxParamLength: 512 },
@@ -138,12 +145,10 @@ export function buildApp(deps: AppDeps): FastifyInstance {
           : new DipError('DIP_REQUEST_INVALID', 'malformed request line', { cause: error })
       if (isLocalRequest(request)) return void sendLocalError(reply, e)
       // These replies bypass the hooks: sign here.
-      const body = Buffer.from(errorXml(e, supportedSet(deps)), 'utf8')
-      for (const [k, v] of Object.entries(responseSignature(deps.identity, body))) reply.header(k, v)
-      void sendXml(reply, e.httpStatus, body)
+      const { body, signature } = signedError(e, deps.identity, supported)
+      void sendXml(reply.headers(signature), e.httpStatus, body)
     },
   })
-  const supported = supportedSet(deps)
   const { identity } = deps
 
   // PROTOCOL.md §1 accepts no media type; fastify refuses an empty one

@@ -490,7 +490,6 @@ export class GraphStore {
     const store = await GraphStore.#init(db, models, join(dir, 'values'))
     try {
       await store.#checkLog(models, dir)
-      await store.#cutUnnamedTail(models)
       await store.#compactLog(models, options.compactTailMin ?? COMPACT_TAIL_MIN)
       await store.#finishScrubs(models)
     } catch (e) {
@@ -568,25 +567,31 @@ export class GraphStore {
   }
 
   /**
-   * The newest row's bytes must be in the model log: a store whose
-   * `models/` folder was lost or cut short (a partial copy) is refused,
-   * not served with bytes appended where the lost ones were.
+   * On open, the model log against what the store names. The last bytes a
+   * batch named (X!log-end; a compaction moves old models past the newest
+   * one's) and the newest row's (stores written before X!log-end) must be
+   * there: a store whose `models/` folder was lost or cut short (a partial
+   * copy) is refused, not served with bytes appended where the lost ones
+   * were. Bytes past X!log-end were written by a commit that never wrote its
+   * batch (a crash): no row names them, so they are cut off.
    */
   async #checkLog(log: SegmentedLog, dir: string): Promise<void> {
-    // The last bytes a batch named (a compaction moves old models past the
-    // newest one's), and the newest row's (stores written before X!log-end).
-    const ends: [number, number][] = []
     const logEnd = await this.#db.get('X!log-end')
-    if (logEnd !== undefined) ends.push(logEnd.split(' ').map(Number) as [number, number])
-    const p = await this.#newestPlace()
-    if (p !== undefined) ends.push([p[0], p[1] + p[2]])
+    const named = logEnd === undefined ? undefined : (logEnd.split(' ').map(Number) as [number, number])
+    const [id] = await this.#db.values({ gt: 'S!', lt: `S!${SEQ_END}`, reverse: true, limit: 1 }).all()
+    const p = id === undefined ? undefined : (await this.rows([id]))[0]?.p
+    const newest: [number, number] | undefined = p === undefined ? undefined : [p[0], p[1] + p[2]]
     const segments = await log.segments()
-    for (const [segNo, end] of ends) {
-      const seg = segments.find((s) => s.seg === segNo)
-      if (seg === undefined || end > seg.size) {
-        throw new DipError('DIP_DATA_INVALID', `the store names model bytes that ${join(dir, 'models')} lacks (segment ${segNo}, up to byte ${end}): restore the store folder whole`)
+    for (const end of [named, newest]) {
+      if (end === undefined) continue
+      const seg = segments.find((s) => s.seg === end[0])
+      if (seg === undefined || end[1] > seg.size) {
+        throw new DipError('DIP_DATA_INVALID', `the store names model bytes that ${join(dir, 'models')} lacks (segment ${end[0]}, up to byte ${end[1]}): restore the store folder whole`)
       }
     }
+    // A newest row past X!log-end: the store was written by a dipd that kept none since; cut nothing.
+    const stale = named !== undefined && newest !== undefined && (newest[0] > named[0] || (newest[0] === named[0] && newest[1] > named[1]))
+    if (named !== undefined && !stale) await log.cut(named[0], named[1])
   }
 
   /**
@@ -612,34 +617,13 @@ export class GraphStore {
     const segments = new Set((await log.segments()).map((s) => s.seg))
     const stale: Op[] = []
     for await (const [key, len] of this.#db.iterator({ gt: 'Z!', lt: 'Z"' })) if (!segments.has(placeOfScrubKey(key, len)[0])) stale.push({ type: 'del', key })
-    if (stale.length > 0) await this.#write(() => writeBatch(this.#db, stale, SYNC))
+    if (stale.length > 0) await this.#writeOps(stale)
     for (const k of await this.bannedKeys()) await this.#scrubKey(k)
-  }
-
-  /**
-   * On open: bytes past the end of the last ones a batch named (X!log-end)
-   * were written by a commit that never wrote its batch (a crash): no row
-   * names them, so they are cut off, not left to be read by no one.
-   */
-  async #cutUnnamedTail(log: SegmentedLog): Promise<void> {
-    const logEnd = await this.#db.get('X!log-end')
-    if (logEnd === undefined) return // written before X!log-end: where the named bytes end is not known
-    const [seg, end] = logEnd.split(' ').map(Number) as [number, number]
-    // A newest row past it: the store was written by a dipd that kept no X!log-end since; cut nothing.
-    const newest = await this.#newestPlace()
-    if (newest !== undefined && (newest[0] > seg || (newest[0] === seg && newest[1] + newest[2] > end))) return
-    await log.cut(seg, end)
-  }
-
-  /** Where the bytes of the newest row (in store order) are. */
-  async #newestPlace(): Promise<Place | undefined> {
-    const [id] = await this.#db.values({ gt: 'S!', lt: `S!${SEQ_END}`, reverse: true, limit: 1 }).all()
-    return id === undefined ? undefined : (await this.rows([id]))[0]?.p
   }
 
   /** Sets dead-byte counts (undefined drops one). */
   async #setDead(counts: Map<number, number | undefined>): Promise<void> {
-    await this.#write(() => writeBatch(this.#db, deadOps(counts), SYNC))
+    await this.#writeOps(deadOps(counts))
     this.#deadWritten(counts)
   }
 
@@ -695,6 +679,11 @@ export class GraphStore {
       await this.#log.flush()
       await writeBatch(this.#db, ops, SYNC)
     })
+  }
+
+  /** Writes operations that name no model bytes, as one synced batch. */
+  #writeOps(ops: Op[]): Promise<void> {
+    return this.#write(() => writeBatch(this.#db, ops, SYNC))
   }
 
   /**
@@ -1033,7 +1022,7 @@ export class GraphStore {
   }
 
   async savePeer(p: PeerRecord): Promise<void> {
-    await this.#write(() => writeBatch(this.#db, [{ type: 'put', key: `P!${p.url}`, value: JSON.stringify(p) }], SYNC))
+    await this.#writeOps([{ type: 'put', key: `P!${p.url}`, value: JSON.stringify(p) }])
   }
 
   async peers(): Promise<PeerRecord[]> {
@@ -1044,16 +1033,10 @@ export class GraphStore {
 
   async removePeer(url: string): Promise<boolean> {
     const had = (await this.#db.get(`P!${url}`)) !== undefined
-    await this.#write(() =>
-      writeBatch(
-        this.#db,
-        [
-          { type: 'del', key: `P!${url}` },
-          { type: 'del', key: `Q!${url}` },
-        ],
-        SYNC,
-      ),
-    )
+    await this.#writeOps([
+      { type: 'del', key: `P!${url}` },
+      { type: 'del', key: `Q!${url}` },
+    ])
     return had
   }
 
@@ -1063,7 +1046,7 @@ export class GraphStore {
   }
 
   async savePushState(url: string, state: PushState): Promise<void> {
-    await this.#write(() => writeBatch(this.#db, [{ type: 'put', key: `Q!${url}`, value: JSON.stringify(state) }], SYNC))
+    await this.#writeOps([{ type: 'put', key: `Q!${url}`, value: JSON.stringify(state) }])
   }
 
   async bannedKeys(): Promise<string[]> {
@@ -1099,7 +1082,7 @@ export class GraphStore {
   }
 
   async unban(keyHex: string): Promise<void> {
-    await this.#write(() => writeBatch(this.#db, [{ type: 'del', key: `N!${keyHex}` }], SYNC))
+    await this.#writeOps([{ type: 'del', key: `N!${keyHex}` }])
   }
 
   /**
@@ -1115,7 +1098,7 @@ export class GraphStore {
       // Models of this key may have arrived from elsewhere (a restored key, a pool
       // sharing it): never hand out an id the store already holds.
       for (let tries = 0; tries < 1_000_000 && (await this.#db.get(`I!ed25519::${keyHex}::${local(next)}`)) !== undefined; tries++) next++
-      await this.#write(() => writeBatch(this.#db, [{ type: 'put', key: 'X!local-id', value: String(next) }], SYNC))
+      await this.#writeOps([{ type: 'put', key: 'X!local-id', value: String(next) }])
       return local(next)
     })
   }

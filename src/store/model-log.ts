@@ -16,7 +16,7 @@
 // Crash safety (graph-store.ts commits in this order): a commit's bytes are
 // written and synced before the batch that holds the rows naming them. A
 // crash in between leaves bytes at the tail that no row names; the next
-// open appends after them. Bytes at a place a row names never change, so a
+// open cuts them off (`cut`: the store keeps where the named bytes end). Bytes at a place a row names never change, so a
 // reader holding a row always reads what it named, except after `scrub`
 // (a banned key's models), which overwrites them with zeros: readers see
 // those as gone, and so does a read that races the scrub and sees only
